@@ -1,0 +1,210 @@
+"""The Graves (2013) synthesis network and its mixture-density head.
+
+Layer 1 is an LSTM cell stepped together with the soft attention window over the text; layers
+2..L are LSTMs that see the pen input, the window and the layer below (skip connections); the
+head reads all layers and outputs ``1 + 6M`` numbers per step: the end-of-stroke logit, then M
+mixture weights, means (x, y), log standard deviations (x, y) and correlations.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    alphabet_size: int = 83     # characters + the padding symbol 0 (set from the corpus)
+    hidden: int = 400
+    layers: int = 3
+    window_k: int = 10          # Gaussians in the attention window
+    mixtures: int = 20          # bivariate Gaussians in the output mixture
+    kappa_scale: float = 0.1    # window step per pen step is exp(kappa_hat) * kappa_scale
+
+    @classmethod
+    def preset(cls, name: str, alphabet_size: int) -> "ModelConfig":
+        sizes = {"full": dict(hidden=400, layers=3, window_k=10, mixtures=20),
+                 "small": dict(hidden=200, layers=3, window_k=10, mixtures=20),
+                 "tiny": dict(hidden=32, layers=2, window_k=3, mixtures=4)}
+        if name not in sizes:
+            raise ValueError(f"unknown config {name!r}; choose one of {', '.join(sizes)}")
+        return cls(alphabet_size=alphabet_size, **sizes[name])
+
+    @property
+    def outputs(self) -> int:
+        return 1 + 6 * self.mixtures
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class State:
+    """Recurrent state for stepping the network one pen point at a time."""
+    h: list          # per layer (B, H)
+    c: list          # per layer (B, H)
+    kappa: torch.Tensor  # (B, K) window positions
+    w: torch.Tensor      # (B, A) last window vector
+
+    def select(self, keep: torch.Tensor) -> "State":
+        return State([h[keep] for h in self.h], [c[keep] for c in self.c], self.kappa[keep], self.w[keep])
+
+
+class Synthesizer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = cfg = config
+        A, H = cfg.alphabet_size, cfg.hidden
+        self.cell1 = nn.LSTMCell(3 + A, H)
+        self.window = nn.Linear(H, 3 * cfg.window_k)
+        self.upper = nn.ModuleList([nn.LSTM(3 + A + H, H, batch_first=True) for _ in range(cfg.layers - 1)])
+        self.head = nn.Linear(cfg.layers * H, cfg.outputs)
+        with torch.no_grad():  # start with a window that moves about one character per 11 steps
+            self.window.bias[2 * cfg.window_k:].fill_(math.log(1 / 11 / cfg.kappa_scale))
+
+    # ------------------------------------------------------------------------------------------
+    def initial_state(self, batch: int) -> State:
+        cfg, p = self.config, self.head.weight
+        z = lambda *s: torch.zeros(*s, dtype=p.dtype, device=p.device)  # noqa: E731
+        return State([z(batch, cfg.hidden) for _ in range(cfg.layers)],
+                     [z(batch, cfg.hidden) for _ in range(cfg.layers)],
+                     z(batch, cfg.window_k), z(batch, cfg.alphabet_size))
+
+    def onehot(self, text: torch.Tensor) -> torch.Tensor:
+        """(B, U) codes -> (B, U, A) one-hot with padding rows zeroed."""
+        oh = F.one_hot(text, self.config.alphabet_size).to(self.head.weight.dtype)
+        oh[..., 0] = 0
+        return oh
+
+    def _window(self, h1, kappa, onehot, text_mask, forced_kappa=None, blend=0.0):
+        """One step of the attention window. Returns (w, kappa, phi) with phi over U+1 positions
+        (the last one is 'after the text', used by the stop rule)."""
+        K = self.config.window_k
+        p = self.window(h1).float().exp()
+        alpha, beta, kstep = p[:, :K], p[:, K:2 * K], p[:, 2 * K:]
+        kappa = kappa + kstep * self.config.kappa_scale
+        k = kappa if forced_kappa is None else blend * forced_kappa + (1 - blend) * kappa
+        U = onehot.shape[1]
+        u = torch.arange(U + 1, device=h1.device, dtype=k.dtype)
+        phi = (alpha.unsqueeze(2) * torch.exp(-beta.unsqueeze(2) * (k.unsqueeze(2) - u) ** 2)).sum(1)
+        w = torch.bmm((phi[:, :U] * text_mask).unsqueeze(1).to(onehot.dtype), onehot).squeeze(1)
+        return w, kappa, phi
+
+    def forward(self, inputs: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                return_phi: bool = False, forced_kappa: torch.Tensor | None = None, blend: float = 0.0):
+        """Teacher-forced pass over whole lines.
+
+        inputs (B, T, 3), text (B, U) codes, text_mask (B, U). ``forced_kappa`` (B, T, K), mixed
+        with the learned window position by ``blend`` in [0, 1], is the attention warm-up.
+        Returns the head's output (B, T, 1 + 6M), and phi (B, T, U + 1) if asked.
+        """
+        cfg = self.config
+        B, T, _ = inputs.shape
+        onehot = self.onehot(text)
+        mask = text_mask.to(inputs.dtype)
+        # layer 1: the pen-input part of the gates for all steps at once; in the loop one matmul
+        # of [window, h] against the stacked window and recurrent weights
+        W_ih, W_hh = self.cell1.weight_ih, self.cell1.weight_hh
+        gx = F.linear(inputs, W_ih[:, :3], self.cell1.bias_ih + self.cell1.bias_hh)
+        W_rec = torch.cat([W_ih[:, 3:], W_hh], 1).t()
+        if torch.is_autocast_enabled("cpu"):  # cast once, not at every step's matmul
+            W_rec = W_rec.to(torch.get_autocast_dtype("cpu"))
+        st = self.initial_state(B)
+        h, c, kappa, w = st.h[0], st.c[0], st.kappa, st.w
+        hs, ws, phis = [], [], []
+        gx = gx.unbind(1)  # unbind, not gx[:, t]: one backward stack instead of T full-size zeros
+        fks = forced_kappa.unbind(1) if forced_kappa is not None else [None] * T
+        for t in range(T):
+            gates = gx[t].float() + (torch.cat([w, h], 1).to(W_rec.dtype) @ W_rec).float()
+            i, f, g, o = gates.chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            w, kappa, phi = self._window(h, kappa, onehot, mask, fks[t], blend)
+            hs.append(h)
+            ws.append(w)
+            if return_phi:
+                phis.append(phi)
+        h1, wseq = torch.stack(hs, 1), torch.stack(ws, 1)
+        outs, below = [h1], h1
+        for lstm in self.upper:
+            below, _ = lstm(torch.cat([inputs, wseq.to(inputs.dtype), below.to(inputs.dtype)], 2))
+            outs.append(below)
+        out = self.head(torch.cat([o.to(inputs.dtype) for o in outs], 2))
+        return (out, torch.stack(phis, 1)) if return_phi else out
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: State, onehot: torch.Tensor, text_mask: torch.Tensor):
+        """One pen step for sampling: x (B, 3) -> (head output (B, 1 + 6M), new state, phi (B, U + 1))."""
+        h1, c1 = self.cell1(torch.cat([x, state.w], 1), (state.h[0], state.c[0]))
+        w, kappa, phi = self._window(h1, state.kappa, onehot, text_mask)
+        hs, cs, below = [h1], [c1], h1
+        for i, lstm in enumerate(self.upper):
+            _, (hn, cn) = lstm(torch.cat([x, w, below], 1).unsqueeze(1),
+                               (state.h[i + 1].unsqueeze(0), state.c[i + 1].unsqueeze(0)))
+            below = hn[0]
+            hs.append(below)
+            cs.append(cn[0])
+        out = self.head(torch.cat(hs, 1))
+        return out, State(hs, cs, kappa, w), phi
+
+
+# mixture-density head ---------------------------------------------------------------------------
+def mixture_params(out: torch.Tensor, bias: float | torch.Tensor = 0.0):
+    """Head output (..., 1 + 6M) -> (eos_logit, log_pi, mu1, mu2, log_s1, log_s2, rho), with
+    Graves' sampling bias: pi = softmax(pi_hat * (1 + b)), sigma = exp(sigma_hat - b)."""
+    out = out.float()
+    M = (out.shape[-1] - 1) // 6
+    e_hat = out[..., 0]
+    pi_hat, mu1, mu2, ls1, ls2, rho_hat = out[..., 1:].split(M, -1)
+    if isinstance(bias, torch.Tensor):
+        bias = bias.reshape(bias.shape + (1,) * (pi_hat.dim() - bias.dim()))
+    log_pi = torch.log_softmax(pi_hat * (1 + bias), -1)
+    rho = torch.tanh(rho_hat) * (1 - 1e-5)
+    return e_hat, log_pi, mu1, mu2, ls1 - bias, ls2 - bias, rho
+
+
+def log_likelihood(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """log p(target | out) per step (...,): mixture of bivariate Gaussians over (dx, dy) via
+    log-sum-exp, plus the Bernoulli end_of_stroke term."""
+    e_hat, log_pi, mu1, mu2, ls1, ls2, rho = mixture_params(out)
+    x1, x2, e = target[..., 0:1].float(), target[..., 1:2].float(), target[..., 2].float()
+    z1, z2 = (x1 - mu1) * torch.exp(-ls1), (x2 - mu2) * torch.exp(-ls2)
+    one_m_rho2 = 1 - rho ** 2
+    log_n = (-LOG_2PI - ls1 - ls2 - 0.5 * torch.log(one_m_rho2)
+             - (z1 ** 2 + z2 ** 2 - 2 * rho * z1 * z2) / (2 * one_m_rho2))
+    log_xy = torch.logsumexp(log_pi + log_n, -1)
+    log_e = -F.binary_cross_entropy_with_logits(e_hat, e, reduction="none")
+    return log_xy + log_e
+
+
+def sample_mixture(out: torch.Tensor, bias: float | torch.Tensor = 0.0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one (dx, dy, end_of_stroke) per row of ``out`` (B, 1 + 6M) with the given bias."""
+    e_hat, log_pi, mu1, mu2, ls1, ls2, rho = mixture_params(out, bias)
+    B = out.shape[0]
+    u = torch.rand(B, 4, generator=generator, device=out.device)
+    n = torch.randn(B, 2, generator=generator, device=out.device)
+    cdf = log_pi.exp().cumsum(-1)
+    k = torch.searchsorted(cdf, (u[:, :1] * cdf[:, -1:]).contiguous()).clamp(max=log_pi.shape[-1] - 1)
+    pick = lambda t: t.gather(1, k).squeeze(1)  # noqa: E731
+    m1, m2, s1, s2, r = pick(mu1), pick(mu2), pick(ls1).exp(), pick(ls2).exp(), pick(rho)
+    x = m1 + s1 * n[:, 0]
+    y = m2 + s2 * (r * n[:, 0] + torch.sqrt(1 - r ** 2) * n[:, 1])
+    e = (u[:, 1] < torch.sigmoid(e_hat)).float()
+    return torch.stack([x, y, e], 1)
+
+
+def load_checkpoint_model(path, map_location="cpu") -> tuple[Synthesizer, dict]:
+    """A model from a checkpoint or exported weights file (config, alphabet and normalisation
+    travel in the file). Returns (model in eval mode, the file's metadata dict)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    config = ModelConfig(**ckpt["config"])
+    model = Synthesizer(config)
+    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.eval()
+    return model, ckpt
