@@ -1,0 +1,144 @@
+"""handsynth: typed text in, believable handwriting out.
+
+    import handsynth
+    hw = handsynth.load_model()                  # the shipped model (or a path to weights)
+    drawing = hw.write("Dear Ada,\\nthank you!", style="s03", bias=1.0, seed=1)
+    drawing.save("note.png")                     # .png, .svg or .pdf
+    png_bytes, svg_text = drawing.to_png(), drawing.to_svg()
+    drawing.strokes                              # list of (n, 2) arrays, page pixels
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .alphabet import Alphabet
+from .errors import HandsynthError
+from .layout import CHAR_WIDTH, PageOptions, place, wrap
+from .render import Drawing, Ink
+from .sampling import Line, Primer, SamplingOptions, sample_lines
+from .styles import Style, builtin_styles, get_style, style_from_file, style_from_json
+
+__all__ = ["load_model", "available_styles", "Handwriter", "HandsynthError", "SamplingOptions",
+           "PageOptions", "Ink", "Drawing", "Style", "MAX_TEXT_CHARS"]
+
+DEFAULT_MODEL = Path(__file__).with_name("weights") / "default.pt"
+MAX_TEXT_CHARS = 3000     # per request: about 2 pages
+BATCH_LINES = 12          # lines sampled together
+MAX_RETRIES = 2           # resamples of a line that came out stalled or scribbled
+
+
+def available_styles() -> list[Style]:
+    """The built-in styles (id, name, the text of their priming sample)."""
+    return list(builtin_styles())
+
+
+def load_model(path: str | os.PathLike | None = None) -> "Handwriter":
+    """The shipped model, or weights / a checkpoint written by ``handsynth train``."""
+    import torch
+
+    from .model import load_checkpoint_model
+
+    path = Path(path) if path else DEFAULT_MODEL
+    if not path.exists():
+        raise HandsynthError(f"{path}: no such model file")
+    try:
+        model, meta = load_checkpoint_model(path)
+    except Exception as e:
+        raise HandsynthError(f"{path}: not a handsynth model file ({e.__class__.__name__})") from None
+    torch.set_grad_enabled(False)
+    return Handwriter(model, Alphabet(meta["alphabet"]), np.array(meta["offset_mean"], np.float32),
+                      np.array(meta["offset_std"], np.float32), path)
+
+
+@dataclass
+class Handwriter:
+    model: object
+    alphabet: Alphabet
+    mean: np.ndarray
+    std: np.ndarray
+    path: Path | None = None
+
+    def primer(self, style) -> Primer | None:
+        """``style``: None (the model's own hand), a built-in id or name, a Style, a path to a
+        sample file, or a sample as a dict."""
+        if style is None or style == "":
+            return None
+        if isinstance(style, dict):
+            style = style_from_json(style)
+        elif isinstance(style, Path):
+            style = style_from_file(style)
+        elif isinstance(style, str):
+            style = get_style(style)
+        text = self.alphabet.normalize(style.text, skip_unknown=False) if style.text else ""
+        return Primer(style.offsets(), text)
+
+    def lines(self, texts: list[str], style=None, options: SamplingOptions = SamplingOptions(),
+              line_seeds: list[int] | None = None, return_phi: bool = False) -> list[Line]:
+        """Sample single lines (no layout), e.g. for evaluation."""
+        return sample_lines(self.model, self.alphabet, self.mean, self.std, texts, options,
+                            self.primer(style), return_phi, line_seeds)
+
+    def write(self, text: str, style=None, bias: float = SamplingOptions.bias, seed: int = 0,
+              width: int = 1200, align: str = "left", stroke_width: float = 2.2, color: str = "#1b1f3b",
+              background: str | None = "white", dpi: int = 150, skip_unknown: bool = False,
+              progress=None) -> Drawing:
+        """Write ``text`` (any length: paragraphs, line breaks, wrapping, pages) in a style."""
+        if not isinstance(text, str) or not text.strip():
+            raise HandsynthError("empty text: give at least one character to write")
+        if len(text) > MAX_TEXT_CHARS:
+            raise HandsynthError(f"the text has {len(text)} characters; the limit is {MAX_TEXT_CHARS} per call")
+        try:
+            bias = float(bias)
+        except (TypeError, ValueError):
+            raise HandsynthError(f"bias must be a number (got {bias!r})") from None
+        if not 0.0 <= bias <= 10.0:
+            raise HandsynthError(f"bias {bias} is out of range: use 0 (wild) to 10 (very neat)")
+        page = PageOptions(width=int(width), align=align)
+        ink = Ink(stroke_width=float(stroke_width), color=color, background=background, dpi=int(dpi))
+        rows = [self.alphabet.normalize(r, skip_unknown) if r.strip() else "" for r in text.split("\n")]
+        if not any(rows):
+            raise HandsynthError("nothing left to write after dropping unknown characters")
+        primer = self.primer(style)
+        lines = wrap("\n".join(rows), page.chars_per_line)
+        todo = [i for i, t in enumerate(lines) if t]
+        sampled: dict[int, Line] = {}
+        opts = SamplingOptions(bias=bias, seed=seed)
+        for s in range(0, len(todo), BATCH_LINES):
+            chunk = todo[s:s + BATCH_LINES]
+            for i, line in zip(chunk, self._sample_checked([lines[i] for i in chunk], chunk, opts, primer)):
+                sampled[i] = line
+            if progress:
+                progress(min(s + BATCH_LINES, len(todo)), len(todo))
+        offsets = [sampled[i].offsets if i in sampled else None for i in range(len(lines))]
+        pages = place(lines, offsets, page)
+        return Drawing(pages, ink, [sampled[i] for i in todo])
+
+    def _sample_checked(self, texts, seeds, opts, primer) -> list[Line]:
+        """Sample, then resample (with other seeds, a bounded number of times) lines whose window
+        stalled (step cap) or whose writing is far too wide or narrow for its text."""
+        out = sample_lines(self.model, self.alphabet, self.mean, self.std, texts, opts, primer, False, seeds)
+        for attempt in range(1, MAX_RETRIES + 1):
+            bad = [k for k, line in enumerate(out) if not plausible(line)]
+            if not bad:
+                break
+            redo = sample_lines(self.model, self.alphabet, self.mean, self.std, [texts[k] for k in bad], opts,
+                                primer, False, [seeds[k] + 100_003 * attempt for k in bad])
+            for k, line in zip(bad, redo):
+                if plausible(line) or line_width(line) < line_width(out[k]):
+                    out[k] = line
+        return out
+
+
+def line_width(line: Line) -> float:
+    x = np.cumsum(line.offsets[:, 0])
+    return float(x.max() - x.min()) if len(x) else 0.0
+
+
+def plausible(line: Line) -> bool:
+    """A written line that reached its end with a sensible width for its characters."""
+    per_char = line_width(line) / max(len(line.text), 1)
+    return not line.hit_cap and 0.3 * CHAR_WIDTH <= per_char <= 2.2 * CHAR_WIDTH

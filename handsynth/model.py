@@ -182,20 +182,23 @@ def log_likelihood(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return log_xy + log_e
 
 
-def sample_mixture(out: torch.Tensor, bias: float | torch.Tensor = 0.0,
+def sample_mixture(out: torch.Tensor, bias: float | torch.Tensor = 0.0, noise: torch.Tensor | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one (dx, dy, end_of_stroke) per row of ``out`` (B, 1 + 6M) with the given bias."""
+    """Draw one (dx, dy, end_of_stroke) per row of ``out`` (B, 1 + 6M) with the given bias.
+    ``noise`` (B, 6): uniforms in columns 0-3 and standard normals in 4-5, drawn from
+    ``generator`` when not given."""
     e_hat, log_pi, mu1, mu2, ls1, ls2, rho = mixture_params(out, bias)
-    B = out.shape[0]
-    u = torch.rand(B, 4, generator=generator, device=out.device)
-    n = torch.randn(B, 2, generator=generator, device=out.device)
+    if noise is None:
+        B = out.shape[0]
+        noise = torch.cat([torch.rand(B, 4, generator=generator), torch.randn(B, 2, generator=generator)], 1)
     cdf = log_pi.exp().cumsum(-1)
-    k = torch.searchsorted(cdf, (u[:, :1] * cdf[:, -1:]).contiguous()).clamp(max=log_pi.shape[-1] - 1)
+    k = torch.searchsorted(cdf, (noise[:, :1] * cdf[:, -1:]).contiguous()).clamp(max=log_pi.shape[-1] - 1)
     pick = lambda t: t.gather(1, k).squeeze(1)  # noqa: E731
     m1, m2, s1, s2, r = pick(mu1), pick(mu2), pick(ls1).exp(), pick(ls2).exp(), pick(rho)
-    x = m1 + s1 * n[:, 0]
-    y = m2 + s2 * (r * n[:, 0] + torch.sqrt(1 - r ** 2) * n[:, 1])
-    e = (u[:, 1] < torch.sigmoid(e_hat)).float()
+    n1, n2 = noise[:, 4], noise[:, 5]
+    x = m1 + s1 * n1
+    y = m2 + s2 * (r * n1 + torch.sqrt(1 - r ** 2) * n2)
+    e = (noise[:, 1] < torch.sigmoid(e_hat)).float()
     return torch.stack([x, y, e], 1)
 
 

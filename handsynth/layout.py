@@ -1,0 +1,127 @@
+"""Layout: text -> lines -> pages of placed strokes.
+
+Paragraphs (blank lines) and explicit line breaks are kept, long paragraphs are wrapped to the
+page width, each generated line's baseline is straightened before placement, and lines sit on a
+steady line pitch, aligned left, centre or right between the margins. Page coordinates are
+pixels with y growing downwards (as in PNG and SVG).
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import HandsynthError
+from .strokes import baseline, bounds, offsets_to_strokes, transform
+
+CHAR_WIDTH = 0.95   # average written width of a character in normalised units (IAM-OnDB, measured)
+ALIGNS = ("left", "center", "right")
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    width: int = 1200               # page width in pixels
+    page_height: int | None = None  # default: width * sqrt(2) (A-series paper)
+    margin: int = 60                # pixels on every side
+    x_height: float = 22.0          # pixels per normalised unit (the writing's body height)
+    line_pitch: float = 3.4         # distance between baselines, in units
+    align: str = "left"
+
+    def __post_init__(self):
+        if self.align not in ALIGNS:
+            raise HandsynthError(f"unknown alignment {self.align!r}: use left, center or right")
+        if not 200 <= self.width <= 10000:
+            raise HandsynthError(f"page width {self.width} px is out of range (200 to 10000)")
+
+    @property
+    def height(self) -> int:
+        return self.page_height or int(round(self.width * 2 ** 0.5))
+
+    @property
+    def chars_per_line(self) -> int:
+        return max(8, int((self.width - 2 * self.margin) / (CHAR_WIDTH * 1.08 * self.x_height)))
+
+    @property
+    def lines_per_page(self) -> int:
+        usable = self.height - 2 * self.margin - 1.6 * self.x_height
+        return max(1, int(usable // (self.line_pitch * self.x_height)) + 1)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Text -> lines of at most ``width`` characters. Explicit line breaks are kept, a blank line
+    (paragraph break) becomes an empty line; words longer than a line are broken."""
+    lines: list[str] = []
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        raw = " ".join(raw.split())
+        if not raw:
+            if lines and lines[-1] != "":
+                lines.append("")
+            continue
+        lines += textwrap.wrap(raw, width, break_long_words=True, break_on_hyphens=True)
+    while lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def straighten(offsets: np.ndarray) -> tuple[list, float]:
+    """Line offsets -> strokes with the fitted baseline rotated flat and moved to y = 0.
+    Returns (strokes, the baseline angle in degrees that was removed)."""
+    strokes = offsets_to_strokes(offsets)
+    if not strokes:
+        return [], 0.0
+    slope, intercept, _ = baseline(strokes)
+    angle = float(np.arctan(slope))
+    strokes = transform(strokes, dy=-intercept)
+    strokes = transform(strokes, angle=-angle)
+    return strokes, float(np.degrees(angle))
+
+
+@dataclass
+class PlacedLine:
+    text: str
+    strokes: list                   # (n, 2) arrays in page pixels, y down
+    angle_removed: float = 0.0      # degrees of baseline slope straightened away
+
+
+@dataclass
+class Page:
+    width: int
+    height: int
+    lines: list = field(default_factory=list)
+
+    @property
+    def strokes(self) -> list:
+        return [s for line in self.lines for s in line.strokes]
+
+
+def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True) -> list[Page]:
+    """Place generated lines (``offsets[i]`` writes ``texts[i]``; an empty text is a blank line)
+    on pages. A single page is cut to its content (``tight``); multi-page output keeps full pages."""
+    straight = [straighten(o) if t else ([], 0.0) for t, o in zip(texts, offsets)]
+    avail = opts.width - 2 * opts.margin
+    widths = [bounds(s)[2] - bounds(s)[0] for s, _ in straight if s]
+    # one scale for the whole drawing, so every line has the same size of writing
+    xh = opts.x_height * min(1.0, avail / (max(widths) * opts.x_height)) if widths else opts.x_height
+    per_page = opts.lines_per_page
+    pages, chunk = [], []
+    rows = list(zip(texts, straight))
+    for i in range(0, max(len(rows), 1), per_page):
+        chunk = rows[i:i + per_page]
+        page = Page(opts.width, opts.height)
+        for j, (text, (strokes, angle)) in enumerate(chunk):
+            if not strokes:
+                continue
+            y0 = opts.margin + xh * (1.6 + j * opts.line_pitch)
+            xmin, _, xmax, _ = bounds(strokes)
+            w = (xmax - xmin) * xh
+            x0 = {"left": opts.margin, "center": (opts.width - w) / 2,
+                  "right": opts.width - opts.margin - w}[opts.align] - xmin * xh
+            placed = [np.column_stack([s[:, 0] * xh + x0, y0 - s[:, 1] * xh]).astype(np.float32) for s in strokes]
+            page.lines.append(PlacedLine(text, placed, angle))
+        pages.append(page)
+    if tight and len(pages) == 1 and pages[0].lines:
+        ymax = max(float(s[:, 1].max()) for s in pages[0].strokes)
+        last = opts.margin + xh * (1.6 + (len(rows) - 1) * opts.line_pitch)
+        pages[0].height = int(np.ceil(max(ymax, last + 0.8 * xh) + opts.margin))
+    return pages

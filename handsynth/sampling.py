@@ -1,0 +1,129 @@
+"""Sampling handwriting from the synthesis network: priming with a style, biased sampling,
+stopping, and batches of lines.
+
+Every line draws its random numbers from its own stream, seeded by ``(seed, line index)``, so a
+line comes out the same whether it is sampled alone or in a batch with others.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .alphabet import Alphabet
+from .data.corpus import standardize
+from .errors import HandsynthError
+from .model import Synthesizer, sample_mixture
+
+MAX_TEXT_CHARS = 120  # per line; layout wraps longer text
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    bias: float = 1.0             # Graves' sampling bias: higher is neater (0 = unbiased)
+    seed: int = 0
+    steps_per_char: float = 35.0  # step cap: 40 + steps_per_char * len(text) (average is ~11)
+    finish_stroke: bool = True    # after the window passes the text, end the current stroke first
+
+
+@dataclass
+class Line:
+    text: str
+    offsets: np.ndarray        # (N, 3) in normalised units (x-height ~ 1), y up
+    hit_cap: bool              # the step cap ended the line, not the stop rule
+    phi: np.ndarray | None = None  # (N, U + 1) window weights over the target text, if asked
+
+
+@dataclass
+class Primer:
+    """A style's priming sample: normalised offsets and the text they say."""
+    offsets: np.ndarray
+    text: str
+
+
+def _noise(seed: int, line: int, steps: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + line)
+    return torch.cat([torch.rand(steps, 4, generator=g), torch.randn(steps, 2, generator=g)], 1)
+
+
+@torch.no_grad()
+def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[str],
+                 options: SamplingOptions = SamplingOptions(), primer: Primer | None = None,
+                 return_phi: bool = False, line_seeds: list[int] | None = None) -> list[Line]:
+    """Sample one line of handwriting per text, all in one batch.
+
+    With a ``primer``, its strokes are fed through the network with the text
+    ``primer.text + " " + text`` and sampling continues from there; only the new part is
+    returned. A line stops when the window has passed its last character (Graves' rule, then the
+    current stroke is finished), or at the step cap.
+    """
+    if not texts:
+        return []
+    for t in texts:
+        if not t.strip():
+            raise HandsynthError("empty text: give at least one character to write")
+        if len(t) > MAX_TEXT_CHARS:
+            raise HandsynthError(f"a line of {len(t)} characters is longer than the limit of {MAX_TEXT_CHARS}")
+    model.eval()
+    B = len(texts)
+    prefix = (primer.text + " ") if primer is not None else ""
+    full = [prefix + t for t in texts]
+    U = max(len(f) for f in full)
+    codes = np.zeros((B, U), np.int64)
+    for b, f in enumerate(full):
+        codes[b, :len(f)] = alphabet.encode(f)
+    text = torch.from_numpy(codes)
+    text_mask = (text > 0).float()
+    onehot = model.onehot(text)
+    ends = torch.tensor([len(f) for f in full])
+    caps = [int(40 + options.steps_per_char * len(t)) for t in texts]
+    cap = max(caps)
+    seeds = line_seeds if line_seeds is not None else list(range(B))
+    noise = torch.stack([_noise(options.seed, s, cap) for s in seeds])  # (B, cap, 6)
+
+    state = model.initial_state(B)
+    x = torch.zeros(B, 3)
+    x[:, 2] = 1.0  # the start token
+    if primer is not None and len(primer.offsets):
+        p = torch.from_numpy(standardize(primer.offsets, mean, std))
+        for t in range(len(p)):
+            _, state, _ = model.step(x, state, onehot, text_mask)
+            x = p[t].expand(B, 3).clone()
+
+    out_steps = torch.zeros(B, cap, 3)
+    phis = [] if return_phi else None
+    lengths = torch.full((B,), cap, dtype=torch.long)
+    done = torch.zeros(B, dtype=torch.bool)
+    passed = torch.zeros(B, dtype=torch.bool)
+    bias = torch.full((B,), float(options.bias))
+    rows = torch.arange(B)
+    cap_t = torch.tensor(caps)
+    for t in range(cap):
+        out, state, phi = model.step(x, state, onehot, text_mask)
+        x = sample_mixture(out, bias, noise[:, t])
+        out_steps[:, t] = x
+        if return_phi:
+            phis.append(phi[:, len(prefix):].clone())
+        # Graves' stop rule: phi after the last character outweighs every character's phi
+        last = phi[rows, ends]
+        inside = phi[:, :U].masked_fill(text_mask == 0, -1.0).max(1).values
+        passed |= last > inside
+        stop = passed & ((x[:, 2] > 0.5) | (not options.finish_stroke))
+        stop |= (t + 1) >= cap_t
+        newly = stop & ~done
+        lengths[newly] = t + 1
+        done |= stop
+        if bool(done.all()):
+            break
+    lines = []
+    for b in range(B):
+        n = int(lengths[b])
+        off = out_steps[b, :n].numpy().copy()
+        off[:, :2] = off[:, :2] * std + mean
+        off[-1, 2] = 1.0
+        ph = torch.stack(phis, 1)[b, :n].numpy() if return_phi else None
+        lines.append(Line(texts[b], off, hit_cap=not bool(passed[b]), phi=ph))
+    return lines
+
+
