@@ -68,7 +68,7 @@ def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def baseline(strokes: Strokes, bins: int | None = None) -> tuple[float, float, float]:
     """Estimate the writing's baseline: ``(slope, intercept, spread)``.
 
-    The points are cut into vertical slices along x (about one per x-height of width); in each
+    The points are cut into vertical slices along x (about one per two x-heights of width); in each
     slice the 20th percentile of y stands for the baseline there (descenders are few, the body
     of the letters sits on the line). A least-squares line through those slice minima is the
     baseline; ``spread`` is the standard deviation of the slice minima around it.
@@ -77,7 +77,7 @@ def baseline(strokes: Strokes, bins: int | None = None) -> tuple[float, float, f
     x, y = pts[:, 0], pts[:, 1]
     height = max(np.percentile(y, 90) - np.percentile(y, 10), 1e-6)
     width = np.ptp(x)
-    n = bins or int(np.clip(width / height, 1, 200))
+    n = bins or int(np.clip(width / (2 * height), 1, 200))
     edges = np.linspace(x.min(), x.max() + 1e-6, n + 1)
     which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n - 1)
     bx, by = [], []

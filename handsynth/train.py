@@ -63,7 +63,7 @@ def guided_kappa(batch: Batch, K: int) -> torch.Tensor:
 
 def batch_loss(model, batch: Batch, tc: TrainConfig, blend: float = 0.0):
     """Mean NLL per pen step (for the gradient) and summed NLL (for per-line reporting)."""
-    forced = guided_kappa(batch, model.config.window_k) if blend > 0 else None
+    forced = guided_kappa(batch, getattr(model, "module", model).config.window_k) if blend > 0 else None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.bf16):
         out = model(batch.inputs, batch.text, batch.text_mask, forced_kappa=forced, blend=blend)
     nll = -(log_likelihood(out, batch.targets) * batch.mask)
@@ -134,8 +134,12 @@ class Trainer:
     def __post_init__(self):
         self.out = Path(self.out)
         self.rank = int(os.environ.get("RANK", 0))
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.alphabet = self.corpus.alphabet()
+        if not all(c in self.alphabet for c in self.sample_text):  # own data without those letters
+            self.sample_text = self.corpus.texts[self.corpus.indices("train")[0]][:40].strip()
         self.mean, self.std = self.corpus.offset_stats()
         self.model = Synthesizer(ModelConfig.preset(self.config_name, self.alphabet.size))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr)
@@ -196,7 +200,10 @@ class Trainer:
         batches = bucket_batches(lengths, self.tc.batch_size, rng)
         batches = [self.train_idx[b] for b in batches if len(b) == self.tc.batch_size] or \
                   [self.train_idx[b] for b in batches]
-        return batches[self.rank::self.world] if self.world > 1 else batches
+        if self.world > 1:  # every rank takes the same number of batches
+            batches = batches[:len(batches) - len(batches) % self.world] or batches[:1] * self.world
+            return batches[self.rank::self.world]
+        return batches
 
     def next_batch(self) -> Batch:
         batches = self.epoch_batches(self.epoch)
@@ -277,6 +284,12 @@ class Trainer:
             self.history.append(rec)
             if self.rank == 0 and self.progress:
                 print(json.dumps(rec))
+        if self.world > 1:  # every rank must hold the same weights
+            import torch.distributed as dist
+            total = torch.tensor([sum(float(p.double().sum()) for p in self.model.parameters())], dtype=torch.float64)
+            sums = [torch.zeros_like(total) for _ in range(self.world)]
+            dist.all_gather(sums, total)
+            self.history[-1]["rank_checksums"] = [float(s) for s in sums]
         self.save()
         if self.rank == 0:
             (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
@@ -306,4 +319,7 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
     finally:
         if distributed:
             import torch.distributed as dist
-            dist.destroy_process_group()
+            try:
+                dist.barrier()  # rank 0 may still be writing the checkpoint
+            finally:
+                dist.destroy_process_group()

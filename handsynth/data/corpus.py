@@ -17,7 +17,7 @@ import torch
 from ..alphabet import Alphabet
 from ..errors import HandsynthError
 from ..strokes import Normalization, normalize_line
-from .iam import iter_iam, source_signature
+from .iam import iter_iam, locate, source_signature
 from .samples import Sample, load_samples
 
 CACHE_VERSION = 1
@@ -163,6 +163,7 @@ def load_corpus(iam: str | os.PathLike | None = None, samples: list | tuple = ()
         raise HandsynthError("no training data: pass --iam PATH and/or --samples PATH")
     corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm)
     if iam is not None:
+        locate(iam)
         key = hashlib.sha1(json.dumps([CACHE_VERSION, source_signature(iam),
                                        dataclasses.asdict(norm)]).encode()).hexdigest()[:16]
         cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -121,6 +121,13 @@ def read_transcriptions(source: Path) -> dict[str, list[str]]:
 def iter_iam(path: str | os.PathLike) -> Iterator[RawLine]:
     """Every line file of an IAM-OnDB copy, with its transcription and strokes. Lines that
     cannot be used come out with ``problem`` set (never an exception for one bad line)."""
+    strokes_src, ascii_src = locate(path)
+    forms = read_transcriptions(ascii_src)
+    yield from _lines(strokes_src, forms)
+
+
+def locate(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The line-strokes and transcription sources under ``path``, or a clear error."""
     root = Path(path)
     if not root.exists():
         raise HandsynthError(f"{root}: no such file or directory; pass the folder holding "
@@ -130,7 +137,10 @@ def iter_iam(path: str | os.PathLike) -> Iterator[RawLine]:
         missing = [n for n, s in ((STROKES_ARCHIVE, strokes_src), (ASCII_ARCHIVE, ascii_src)) if s is None]
         raise HandsynthError(f"{root}: missing {' and '.join(missing)} (or the unpacked "
                              "lineStrokes/ and ascii/ folders)")
-    forms = read_transcriptions(ascii_src)
+    return strokes_src, ascii_src
+
+
+def _lines(strokes_src: Path, forms: dict) -> Iterator[RawLine]:
     for name, data in _iter_members(strokes_src, ".xml"):
         m = LINE_RE.search(name)
         if not m:

@@ -1,0 +1,175 @@
+"""The ``handsynth`` command: write, styles, serve, train, corpus, eval."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import HandsynthError
+
+
+def _write(a) -> None:
+    import handsynth
+
+    text = sys.stdin.read() if a.text == "-" else a.text
+    from .render import format_of
+    format_of(a.output)  # fail on a bad extension before spending time on sampling
+    if a.style and a.style_file:
+        raise HandsynthError("give either --style or --style-file, not both")
+    hw = handsynth.load_model(a.model)
+    style = Path(a.style_file) if a.style_file else a.style
+    drawing = hw.write(text, style=style, bias=a.bias, seed=a.seed, width=a.width, align=a.align,
+                       stroke_width=a.stroke_width, color=a.color,
+                       background=None if a.transparent else "white", dpi=a.dpi, skip_unknown=a.skip_unknown)
+    for path in drawing.save(a.output):
+        if not a.quiet:
+            print(path)
+    capped = [line.text for line in drawing.lines if line.hit_cap]
+    if capped and not a.quiet:
+        print(f"warning: {len(capped)} line(s) hit the step cap: {capped}", file=sys.stderr)
+
+
+def _styles(a) -> None:
+    from . import available_styles
+
+    styles = available_styles()
+    if a.sheet:
+        import handsynth
+        from .evaluate import style_sheet
+        hw = handsynth.load_model(a.model)
+        style_sheet(hw, a.text, a.sheet, bias=a.bias, seed=a.seed)
+        if not a.quiet:
+            print(a.sheet)
+        return
+    for s in styles:
+        print(f"{s.id:6s} {s.name:28s} {s.text!r}")
+
+
+def _serve(a) -> None:
+    from .server import serve
+    serve(a.host, a.port, a.model)
+
+
+def _train(a) -> None:
+    from .train import train
+    train(iam=a.iam, samples=a.samples, out=a.out, config=a.config, resume=a.resume, max_steps=a.max_steps,
+          max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every,
+          attention_warmup=a.attention_warmup, schedule_steps=a.schedule_steps, bf16=not a.no_bf16,
+          cache_dir=a.cache_dir, progress=not a.quiet)
+
+
+def _corpus(a) -> None:
+    from .data.corpus import load_corpus, statistics
+    stats = statistics(load_corpus(a.iam, a.samples, cache_dir=a.cache_dir, progress=not a.quiet))
+    if a.json:
+        print(json.dumps(stats, indent=1))
+        return
+    counts = stats.pop("character_counts")
+    for k, v in stats.items():
+        print(f"{k:26s} {v:.2f}" if isinstance(v, float) else f"{k:26s} {v}")
+    print("character counts:", " ".join(f"{c!r}:{n}" for c, n in counts.items()))
+
+
+def _eval(a) -> None:
+    from .evaluate import run_report
+    report = run_report(model=a.model, iam=a.iam, out=a.out, texts=a.texts, bias=a.bias, seed=a.seed,
+                        recognizer=a.recognizer, progress=not a.quiet)
+    if not a.quiet:
+        print(json.dumps(report["headline"], indent=1))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="handsynth", description="Typed text in, believable handwriting out.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("write", help="write text as handwriting to a PNG, SVG or PDF file")
+    w.add_argument("text", help="the text to write; - reads standard input")
+    w.add_argument("-o", "--output", required=True, help="output file: .png, .svg or .pdf")
+    w.add_argument("--style", help="a built-in style id or name (see `handsynth styles`)")
+    w.add_argument("--style-file", help="a JSON sample of your own handwriting (see docs/samples.md)")
+    w.add_argument("--bias", type=float, default=1.0, help="neatness: 0 wild ... 10 very neat (default 1.0)")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--width", type=int, default=1200, help="page width in pixels (default 1200)")
+    w.add_argument("--stroke-width", type=float, default=2.2, help="pen width in pixels")
+    w.add_argument("--color", default="#1b1f3b", help="ink colour: a name or #rrggbb")
+    w.add_argument("--transparent", action="store_true", help="no background (PNG, SVG)")
+    w.add_argument("--dpi", type=int, default=150)
+    w.add_argument("--align", choices=["left", "center", "right"], default="left")
+    w.add_argument("--skip-unknown", action="store_true", help="drop characters the model cannot write")
+    w.add_argument("--model", help="a model file (default: the shipped model)")
+    w.add_argument("-q", "--quiet", action="store_true")
+    w.set_defaults(func=_write)
+
+    s = sub.add_parser("styles", help="list the built-in styles, or render a sheet of them")
+    s.add_argument("--sheet", help="write every style writing the same text to this image")
+    s.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
+    s.add_argument("--bias", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--model")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_styles)
+
+    v = sub.add_parser("serve", help="the web page and HTTP API")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--model")
+    v.set_defaults(func=_serve)
+
+    t = sub.add_parser("train", help="train the synthesis network on IAM-OnDB and/or captured samples")
+    t.add_argument("--iam", help="folder with lineStrokes-all.tar.gz and ascii-all.tar.gz (or unpacked)")
+    t.add_argument("--samples", action="append", default=[], help="a JSON sample file or folder (repeatable)")
+    t.add_argument("--out", default="runs/train", help="folder for checkpoints, samples and plots")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    t.add_argument("--max-minutes", type=float, help="stop after this much wall time")
+    t.add_argument("--schedule-steps", type=int, help="length of the cosine schedule (default: max-steps or 20000)")
+    t.add_argument("--config", choices=["full", "small", "tiny"], default="full")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--attention-warmup", type=int, default=500, help="steps of guided attention (0: off)")
+    t.add_argument("--no-bf16", action="store_true", help="train in float32")
+    t.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=_train)
+
+    c = sub.add_parser("corpus", help="statistics of the training corpus")
+    c.add_argument("--iam", help="folder with the IAM-OnDB archives")
+    c.add_argument("--samples", action="append", default=[])
+    c.add_argument("--cache-dir")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=_corpus)
+
+    e = sub.add_parser("eval", help="quality report: NLL, legibility, completion, baseline drift")
+    e.add_argument("--model")
+    e.add_argument("--iam", help="IAM-OnDB folder (for validation NLL and real-line comparisons)")
+    e.add_argument("--out", default="eval", help="report folder")
+    e.add_argument("--texts", type=int, default=200)
+    e.add_argument("--bias", type=float, default=1.0)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--recognizer", help="recogniser weights (default: the shipped one)")
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=_eval)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HandsynthError as e:
+        print(f"handsynth: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("handsynth: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Quality metrics and pictures: training snapshots (a sample line and the attention plot),
+style sheets, baseline drift, completion, pen lifts, and the ``handsynth eval`` report."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .layout import PageOptions, place, straighten
+from .render import Drawing, Ink, write_atomic
+from .sampling import SamplingOptions, sample_lines
+from .strokes import baseline, offsets_to_strokes
+
+
+# metrics on constructed or generated lines -----------------------------------------------------
+def baseline_metrics(offsets: np.ndarray) -> tuple[float, float]:
+    """(angle in degrees, spread in x-heights) of a line's fitted baseline. The x-height is the
+    line's 10-90th percentile height of y, the unit of the normalised corpus."""
+    strokes = offsets_to_strokes(offsets)
+    pts = np.concatenate(strokes)
+    slope, _, spread = baseline(strokes)
+    height = float(np.percentile(pts[:, 1], 90) - np.percentile(pts[:, 1], 10)) or 1.0
+    return float(np.degrees(np.arctan(slope))), spread / height
+
+
+def pen_lifts_per_char(offsets: np.ndarray, text: str) -> float:
+    return float((offsets[:, 2] > 0.5).sum()) / max(len(text.replace(" ", "")), 1)
+
+
+def completed(line, phi: np.ndarray | None = None) -> bool:
+    """Written in full: the stop rule ended the line (no step cap), the window reached the last
+    character, and no run-on writing follows the end of the text (at most a stroke's worth of
+    steps after the window passed it)."""
+    if line.hit_cap:
+        return False
+    phi = line.phi if phi is None else phi
+    if phi is None:
+        return True
+    U = phi.shape[1] - 1
+    focus = phi[:, :U + 1].argmax(1)
+    if focus.max() < U - 1:
+        return False
+    after = np.flatnonzero(focus >= U)
+    return len(after) == 0 or len(phi) - after[0] <= 60
+
+
+# pictures ----------------------------------------------------------------------------------------
+def attention_plot(phi: np.ndarray, text: str, path: Path, title: str = "") -> None:
+    """Heatmap of the window weights phi(t, u): time across, characters down."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 0.18 * len(text) + 1.6), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(phi[:, :len(text) + 1].T, aspect="auto", origin="upper", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(text) + 1))
+    ax.set_yticklabels(list(text.replace(" ", "\u2423")) + ["end"], fontsize=7)
+    ax.set_xlabel("pen step")
+    ax.set_title(title or f"attention window: {text!r}")
+    fig.tight_layout()
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
+
+
+def training_snapshot(model, alphabet, mean, std, text, png_path, att_path, seed=0, bias=1.0) -> None:
+    """A sample line and its attention plot, written during training."""
+    was_training = model.training
+    try:
+        line = sample_lines(model, alphabet, mean, std, [text], SamplingOptions(bias=bias, seed=seed),
+                            return_phi=True)[0]
+    finally:
+        model.train(was_training)
+    pages = place([text], [line.offsets], PageOptions(width=1000))
+    write_atomic(Path(png_path), Drawing(pages, Ink()).to_png())
+    attention_plot(line.phi, text, Path(att_path), f"attention window ({len(line.offsets)} steps)")
+
+
+def style_sheet(hw, text: str, path, bias: float = 1.0, seed: int = 0, width: int = 1400) -> Path:
+    """Every built-in style (and the unprimed model) writing ``text``, one row each, labelled."""
+    from matplotlib.figure import Figure
+
+    from .styles import builtin_styles
+
+    styles = [None] + list(builtin_styles())
+    text = hw.alphabet.normalize(text)
+    rows = []
+    for st in styles:
+        line = hw.lines([text], style=st, options=SamplingOptions(bias=bias, seed=seed))[0]
+        rows.append(line.offsets)
+    opts = PageOptions(width=width, margin=40, x_height=20, line_pitch=3.6)
+    pages = place([text] * len(rows), rows, opts, tight=True)
+    page = pages[0]
+    ink = Ink(stroke_width=2.0)
+    from .render import _figure
+    fig = _figure(page, ink)
+    ax = fig.axes[0]
+    for j, st in enumerate(styles[:len(page.lines)]):
+        y = opts.margin + opts.x_height * (1.6 + j * opts.line_pitch) - 2.4 * opts.x_height
+        label = "(model's own hand)" if st is None else f"{st.id}: {st.name}"
+        ax.text(6, y + opts.x_height * 0.2, label, fontsize=7, color="#a33", va="top")
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=ink.dpi)
+    write_atomic(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def drift_report(lines) -> dict:
+    """Baseline angle before and after layout straightening, and spread, over sampled lines."""
+    raw, spreads = [], []
+    after = []
+    for line in lines:
+        a, s = baseline_metrics(line.offsets)
+        raw.append(abs(a))
+        spreads.append(s)
+        strokes, _ = straighten(line.offsets)
+        slope, _, _ = baseline(strokes)
+        after.append(abs(np.degrees(np.arctan(slope))))
+    return {"baseline_angle_raw_deg": float(np.mean(raw)), "baseline_angle_after_layout_deg": float(np.mean(after)),
+            "baseline_spread_xheights": float(np.mean(spreads))}
+
+
+def run_report(model=None, iam=None, out="eval", texts=200, bias=1.0, seed=0, recognizer=None,
+               progress=True) -> dict:
+    """The ``handsynth eval`` report (JSON + Markdown + a sample sheet) in ``out``."""
+    import handsynth
+    from .data.corpus import load_corpus
+    from .errors import HandsynthError
+    from .train import TrainConfig, validation_nll
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    hw = handsynth.load_model(model)
+    t0 = time.time()
+    report: dict = {"model": str(hw.path), "bias": bias, "seed": seed, "texts": texts}
+    if iam is None:
+        raise HandsynthError("eval needs --iam PATH (held-out texts and real lines come from IAM-OnDB)")
+    corpus = load_corpus(iam, progress=progress)
+    report["validation_nll_per_line"] = validation_nll(hw.model, corpus, hw.alphabet, hw.mean, hw.std,
+                                                       TrainConfig(bf16=False))
+    test = [i for i in corpus.indices("test") if all(c in hw.alphabet for c in corpus.texts[i])]
+    pick = [test[k] for k in np.random.default_rng(seed).permutation(len(test))[:texts]]
+    chosen = [corpus.texts[i] for i in pick]
+    styles = [None] + [s.id for s in handsynth.available_styles()]
+    per_style = {}
+    all_lines = []
+    for k, st in enumerate(styles):
+        mine = chosen[k::len(styles)]
+        lines = []
+        for s in range(0, len(mine), 16):
+            lines += hw.lines(mine[s:s + 16], style=st, options=SamplingOptions(bias=bias, seed=seed),
+                              return_phi=True)
+        all_lines += lines
+        per_style[st or "none"] = {"texts": len(mine),
+                                   "completion": float(np.mean([completed(line) for line in lines]))}
+    real_lifts = float(np.mean([pen_lifts_per_char(corpus.offsets[i], corpus.texts[i]) for i in pick]))
+    report.update(completion=float(np.mean([completed(line) for line in all_lines])),
+                  pen_lifts_per_char=float(np.mean([pen_lifts_per_char(line.offsets, line.text) for line in all_lines])),
+                  pen_lifts_per_char_real=real_lifts, per_style=per_style, **drift_report(all_lines))
+    real_drift = [abs(baseline_metrics(corpus.offsets[i])[0]) for i in pick]
+    report["baseline_angle_real_deg"] = float(np.mean(real_drift))
+    style_sheet(hw, "The quick brown fox jumps over the lazy dog.", out / "sheet.png", bias=bias, seed=seed)
+    report["seconds"] = round(time.time() - t0, 1)
+    report["headline"] = {k: report[k] for k in ("validation_nll_per_line", "completion",
+                                                 "baseline_angle_after_layout_deg", "baseline_spread_xheights",
+                                                 "pen_lifts_per_char", "pen_lifts_per_char_real")}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    md = ["# handsynth evaluation", "", f"model `{report['model']}`, bias {bias}, seed {seed}, {len(chosen)} held-out "
+          "test-form texts split round-robin over the styles", "", "| metric | value |", "| --- | --- |"]
+    md += [f"| {k} | {v:.3f} |" for k, v in report["headline"].items()]
+    md += ["", "| style | texts | completion |", "| --- | --- | --- |"]
+    md += [f"| {k} | {v['texts']} | {v['completion']:.2f} |" for k, v in per_style.items()]
+    md += ["", "![sample sheet](sheet.png)", ""]
+    (out / "report.md").write_text("\n".join(md))
+    return report

@@ -1,0 +1,626 @@
+"""The HTTP API and the web page (FastAPI, served by uvicorn).
+
+One ``Handwriter`` is loaded once and shared by every request. Generation runs in a small pool of
+worker threads, never on the event loop; at most ``max_concurrent`` requests are written at once
+and at most ``queue_size`` more wait for a worker; beyond that the server answers 503 at once.
+Every request has a time limit (``timeout_s``, counted from its arrival, queueing included): past
+it the answer is 504 and the worker stops writing at its next sampling step. Every bad input is a
+4xx answer with a JSON body ``{"error": "<one line saying what to do>"}``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import HandsynthError, Handwriter, load_model
+from ..layout import PageOptions, place
+from ..render import Drawing, Ink
+from ..styles import MAX_CHARS as SAMPLE_MAX_CHARS
+from ..styles import MIN_CHARS as SAMPLE_MIN_CHARS
+from ..styles import MIN_POINTS as SAMPLE_MIN_POINTS
+from ..styles import Style, builtin_styles, get_style, style_from_json
+
+log = logging.getLogger("handsynth.server")
+
+STATIC = Path(__file__).with_name("static")
+
+# Documented input limits (docs/server.md). The text limit and the three size limits can be
+# changed with create_app(); the value ranges are fixed.
+MAX_TEXT_CHARS = 1000            # characters of text per request (the Python API allows 3000)
+MAX_BODY_BYTES = 256 * 1024      # bytes of request body
+MAX_SAMPLE_POINTS = 6000         # points in a handwriting sample (style_sample)
+MIN_WIDTH, MAX_WIDTH = 300, 2400  # page width in pixels
+MAX_SEED = 2**31 - 1
+MAX_STYLE_ID = 64
+CACHE_SIZE = 32                  # generated drawings kept, so another format of the same request is cheap
+DPI = 150
+
+PROMPTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Sphinx of black quartz, judge my vow.",
+    "Pack my box with five dozen liquor jugs.",
+    "How vexingly quick daft zebras jump!",
+    "A wizard's job is to vex chumps quickly in fog.",
+)
+
+MEDIA = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+COLOR_PATTERN = r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$"
+
+
+# ----------------------------------------------------------------------------- request models
+
+class StyleSample(BaseModel):
+    """Captured handwriting and the text it says (the sample format of handsynth.data.samples)."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    text: str = Field(..., max_length=SAMPLE_MAX_CHARS * 2,
+                      description=f"what the strokes write: {SAMPLE_MIN_CHARS} to {SAMPLE_MAX_CHARS} characters")
+    strokes: list[list[list[float]]] = Field(
+        ..., description=f"pen-down strokes, each a list of [x, y] points (or [x, y, t]); "
+                         f"{SAMPLE_MIN_POINTS} to {MAX_SAMPLE_POINTS} points in all")
+    y_axis: Literal["down", "up"] = Field("down", description="'down': canvas/screen coordinates")
+    writer: str = Field("", max_length=100)
+
+
+class WriteRequest(BaseModel):
+    """What to write and how. Give ``style`` (a built-in id or name) or ``style_sample`` (your own
+    handwriting), or neither (the model's own hand)."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={
+        "examples": [{"text": "Dear Ada,\nthank you!", "bias": 1.0, "seed": 1, "format": "png"}]})
+
+    text: str = Field(..., description=f"the text; line breaks and paragraphs are kept; at most "
+                                        f"{MAX_TEXT_CHARS} characters (server setting)")
+    style: str | None = Field(None, max_length=MAX_STYLE_ID, description="a built-in style id or name (GET /v1/styles)")
+    style_sample: StyleSample | None = Field(None, description="your own handwriting as the style")
+    bias: float = Field(1.0, ge=0.0, le=10.0, description="legibility: 0 wild ... 10 very neat")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed gives the same drawing")
+    format: Literal["png", "svg", "pdf"] = "png"
+    stroke_width: float = Field(2.2, ge=0.5, le=20.0, description="pen width in pixels")
+    color: str = Field("#1b1f3b", pattern=COLOR_PATTERN, description="ink colour: #rgb, #rrggbb or a colour name")
+    background: str | None = Field("white", pattern=COLOR_PATTERN, description="page colour; null: transparent")
+    align: Literal["left", "center", "right"] = "left"
+    width: int = Field(1200, ge=MIN_WIDTH, le=MAX_WIDTH, description="page width in pixels")
+    page: int = Field(1, ge=1, le=1000, description="which page (PNG and SVG hold one page; PDF holds all)")
+    skip_unknown: bool = Field(False, description="drop characters the model cannot write instead of refusing")
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+class StyleInfo(BaseModel):
+    id: str
+    name: str
+    text: str
+    source: str
+    preview_url: str
+
+
+class StyleList(BaseModel):
+    styles: list[StyleInfo]
+
+
+class SampleCheck(BaseModel):
+    ok: bool
+    text: str
+    strokes: int
+    points: int
+
+
+ERRORS = {400: {"model": ErrorBody, "description": "bad input (the message says what to change)"},
+          413: {"model": ErrorBody, "description": "request body too large"},
+          415: {"model": ErrorBody, "description": "the body is not JSON"},
+          503: {"model": ErrorBody, "description": "busy: every worker and queue place is taken"},
+          504: {"model": ErrorBody, "description": "the request took longer than the time limit"}}
+
+
+# ----------------------------------------------------------------------------- the worker pool
+
+class Cancelled(Exception):
+    """A job stopped because its time limit passed (or its client went away)."""
+
+
+@dataclass
+class Job:
+    deadline: float
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        if self.cancelled.is_set() or time.monotonic() > self.deadline:
+            raise Cancelled()
+
+
+_current = threading.local()
+
+
+class _CancellableModel:
+    """Wraps the network so that every sampling step first checks the running job's time limit:
+    a timed-out request stops within one step instead of writing its text to the end."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def step(self, *args, **kwargs):
+        job = getattr(_current, "job", None)
+        if job is not None:
+            job.check()
+        return self._model.step(*args, **kwargs)
+
+
+class WorkerPool:
+    """``max_concurrent`` worker threads and ``queue_size`` waiting places. A place is held until
+    the worker really finishes (not when the HTTP request gives up), so the bound is honest."""
+
+    def __init__(self, max_concurrent: int, queue_size: int):
+        if max_concurrent < 1 or queue_size < 0:
+            raise ValueError("max_concurrent must be >= 1 and queue_size >= 0")
+        self.max_concurrent, self.queue_size = max_concurrent, queue_size
+        self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="handsynth-writer")
+        self._lock = threading.Lock()
+        self.admitted = 0   # running + waiting
+        self.running = 0
+        self.served = 0
+        self.rejected = 0
+        self.timed_out = 0
+        self.abandoned = 0  # the client went away; the worker stopped
+
+    @property
+    def waiting(self) -> int:
+        return self.admitted - self.running
+
+    def submit(self, fn, job: Job) -> Future | None:
+        with self._lock:
+            if self.admitted >= self.max_concurrent + self.queue_size:
+                self.rejected += 1
+                return None
+            self.admitted += 1
+
+        def run():
+            with self._lock:
+                self.running += 1
+            _current.job = job
+            try:
+                job.check()
+                return fn()
+            finally:
+                _current.job = None
+                with self._lock:
+                    self.running -= 1
+                    self.admitted -= 1
+                    self.served += 1
+
+        return self._executor.submit(run)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class DrawingCache:
+    """The last few generated drawings by request (text, style, bias, seed, width, align): the
+    same request in another format or colour is only rendered again, not written again."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+# matplotlib is not documented as thread-safe: renders take turns (they are short).
+_render_lock = threading.Lock()
+
+
+_previews: dict[str, bytes] = {}   # built-in style id -> preview PNG (the bank is fixed per process)
+
+
+def style_preview_png(style: Style) -> bytes:
+    """A style's own sample, drawn about 600 px wide (cached)."""
+    png = _previews.get(style.id)
+    if png is None:
+        pages = place([style.text], [style.offsets()], PageOptions(width=600))
+        with _render_lock:
+            png = Drawing(pages, Ink(stroke_width=2.6)).to_png()
+        _previews[style.id] = png
+    return png
+
+
+def _warm_previews() -> None:
+    for style in builtin_styles():
+        try:
+            style_preview_png(style)
+        except Exception:  # a bad style shows up (as a 500 with a message) when it is asked for
+            log.exception("preview of style %s", style.id)
+
+
+def _json_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+# ----------------------------------------------------------------------------- body size limit
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than ``max_bytes`` is refused with 413 before the
+    app sees it (checked against Content-Length and while reading, for chunked bodies); every
+    answer gets ``X-Content-Type-Options: nosniff``. (Plain ASGI, not BaseHTTPMiddleware, so
+    that a handler can still notice its client going away.)"""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return await self._guard(scope, receive, send_with_headers)
+
+    async def _guard(self, scope, receive, send):
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                return await _json_error(400, "bad Content-Length header")(scope, receive, send)
+            if n > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
+        kib = self.max_bytes // 1024
+        await _json_error(413, f"the request body is larger than the limit of {kib} KiB; "
+                               f"send a shorter text or a smaller handwriting sample",
+                          {"Connection": "close"})(scope, receive, send)
+
+
+# ----------------------------------------------------------------------------- the app
+
+@dataclass
+class _Prepared:
+    key: tuple
+    text: str
+    style: Style | None
+    req: WriteRequest
+    ink: Ink
+
+
+def _sample_points(sample: StyleSample) -> int:
+    return sum(len(s) for s in sample.strokes)
+
+
+def find_style(key: str) -> Style:
+    """A built-in style by id or name; the error names the choices (or says there are none)."""
+    try:
+        return get_style(key)
+    except HandsynthError:
+        ids = ", ".join(s.id for s in builtin_styles())
+        raise HandsynthError(f"unknown style {key!r}: " + (f"choose one of {ids} (GET /v1/styles)" if ids else
+                             "this server has no built-in styles; leave 'style' out or send a 'style_sample'")) from None
+
+
+FIELD_HINTS = {"color": "use #rgb, #rrggbb or a colour name such as navy",
+               "background": "use #rgb, #rrggbb, a colour name, or null for a transparent page"}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        kind = err.get("type", "")
+        if kind == "json_invalid":
+            return "the request body is not valid JSON"
+        if kind == "extra_forbidden":
+            parts.append(f"{'.'.join(loc)}: unknown field")
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] in FIELD_HINTS:
+            parts.append(f"{'.'.join(loc)}: {FIELD_HINTS[loc[-1]]}")
+        elif kind == "missing":
+            parts.append(f"{'.'.join(loc) or 'body'}: required")
+        else:
+            where = ".".join(loc) or "body"
+            parts.append(f"{where}: {err.get('msg', 'invalid value')}")
+    more = len(exc.errors()) - 3
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, queue_size: int = 8,
+               timeout_s: float = 60.0, max_text_chars: int = MAX_TEXT_CHARS,
+               max_body_bytes: int = MAX_BODY_BYTES, max_sample_points: int = MAX_SAMPLE_POINTS,
+               warm_previews: bool = True) -> FastAPI:
+    """The ASGI app. ``handwriter``: a loaded model (default: ``handsynth.load_model()``), shared
+    by every request. ``max_concurrent`` requests are written at once, ``queue_size`` more wait;
+    ``timeout_s`` is each request's time limit, waiting included."""
+    hw = handwriter if handwriter is not None else load_model()
+    if dataclasses.is_dataclass(hw) and hasattr(hw, "model") and not isinstance(hw.model, _CancellableModel):
+        hw = dataclasses.replace(hw, model=_CancellableModel(hw.model))
+    pool = WorkerPool(max_concurrent, queue_size)
+    cache = DrawingCache(CACHE_SIZE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if warm_previews:  # render the style previews in the background: the page shows them at once
+            threading.Thread(target=_warm_previews, name="handsynth-previews", daemon=True).start()
+        yield
+        pool.shutdown()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="handsynth",
+        version="0.1.0",
+        description="Typed text in, handwriting out. `POST /v1/write` returns PNG, SVG or PDF; "
+                    "errors are JSON `{\"error\": message}` with a 4xx status (503/504 when busy or too slow).",
+    )
+    app.state.handwriter, app.state.pool, app.state.cache = hw, pool, cache
+    app.state.timeout_s = timeout_s
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    # -- errors: always {"error": message}
+
+    @app.exception_handler(HandsynthError)
+    async def _user_error(request: Request, exc: HandsynthError):
+        message = str(exc).splitlines()[0] if str(exc) else "bad request"
+        # the library's advice names the CLI flag and the Python argument; here it is a JSON field
+        message = message.replace("pass --skip-unknown (skip_unknown=True)", 'send "skip_unknown": true')
+        return _json_error(400, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        ctype = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in ctype.lower():
+            return _json_error(415, "send the request body as JSON (Content-Type: application/json)")
+        return _json_error(400, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such page: {request.url.path} (the API is described at /docs)"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path} (the API is described at /docs)"
+        return _json_error(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):  # (uvicorn logs the traceback)
+        return _json_error(500, f"internal error ({exc.__class__.__name__}); please report it")
+
+    # -- checks done on the event loop before queueing (cheap, no model)
+
+    def prepare(req: WriteRequest) -> _Prepared:
+        text = req.text
+        if not text.strip():
+            raise HandsynthError("empty text: give at least one character to write")
+        if len(text) > max_text_chars:
+            raise HandsynthError(f"the text has {len(text)} characters; this server's limit is "
+                                 f"{max_text_chars} per request")
+        for row in text.split("\n"):
+            if row.strip():
+                hw.alphabet.normalize(row, req.skip_unknown)
+        if req.style is not None and req.style_sample is not None:
+            raise HandsynthError("give either 'style' (a built-in style) or 'style_sample' (your own sample), not both")
+        style, style_key = None, None
+        if req.style_sample is not None:
+            n = _sample_points(req.style_sample)
+            if n > max_sample_points:
+                raise HandsynthError(f"the handwriting sample has {n} points; the limit is {max_sample_points} "
+                                     f"(write one line, or send fewer points per stroke)")
+            doc = req.style_sample.model_dump()
+            style = style_from_json(doc)
+            hw.alphabet.normalize(style.text, False)
+            style_key = hashlib.sha256(json.dumps([doc["text"], doc["strokes"], doc["y_axis"]]).encode()).hexdigest()
+        elif req.style is not None and req.style.strip():
+            style = find_style(req.style)
+            style_key = "builtin:" + style.id
+        PageOptions(width=req.width, align=req.align)  # validates
+        ink = Ink(stroke_width=req.stroke_width, color=req.color, background=req.background, dpi=DPI)
+        key = (text, req.skip_unknown, style_key, req.bias, req.seed, req.width, req.align)
+        return _Prepared(key, text, style, req, ink)
+
+    # -- the work done in a worker thread
+
+    def produce(p: _Prepared) -> tuple[bytes, int]:
+        r = p.req
+        drawing = cache.get(p.key)
+        if drawing is None:
+            drawing = hw.write(p.text, style=p.style, bias=r.bias, seed=r.seed, width=r.width, align=r.align,
+                               stroke_width=r.stroke_width, color=r.color, background=r.background, dpi=DPI,
+                               skip_unknown=r.skip_unknown)
+            cache.put(p.key, drawing)
+        _current.job.check()
+        n_pages = len(drawing.pages)
+        if r.format != "pdf" and r.page > n_pages:
+            raise HandsynthError(f"page {r.page} does not exist: the drawing has {n_pages} page(s)")
+        d = Drawing(drawing.pages, p.ink, drawing.lines)
+        with _render_lock:
+            if r.format == "png":
+                data = d.to_png(r.page - 1)
+            elif r.format == "svg":
+                data = d.to_svg(r.page - 1).encode()
+            else:
+                data = d.to_pdf()
+        return data, n_pages
+
+    async def run_job(request: Request, fn, started: float):
+        job = Job(deadline=started + timeout_s)
+        fut = pool.submit(fn, job)
+        if fut is None:
+            return _json_error(503, f"the server is busy ({pool.running} requests being written, "
+                                    f"{pool.waiting} waiting); try again in a few seconds",
+                               {"Retry-After": "5"})
+        afut = asyncio.wrap_future(fut)
+        afut.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
+        while not afut.done():
+            remaining = job.deadline - time.monotonic()
+            if remaining <= 0:
+                job.cancelled.set()
+                pool.timed_out += 1
+                return _json_error(504, f"the request took longer than this server's limit of {timeout_s:g} s; "
+                                        f"write a shorter text or try again later")
+            await asyncio.wait({afut}, timeout=min(0.25, remaining))
+            if not afut.done() and await request.is_disconnected():
+                job.cancelled.set()
+                pool.abandoned += 1
+                return Response(status_code=499)
+        try:
+            return afut.result()
+        except Cancelled:
+            pool.timed_out += 1
+            return _json_error(504, f"the request took longer than this server's limit of {timeout_s:g} s; "
+                                    f"write a shorter text or try again later")
+
+    # -- routes
+
+    @app.post("/v1/write", tags=["writing"], responses={
+        200: {"content": {m: {} for m in MEDIA.values()}, "description": "the file"}, **ERRORS})
+    async def write(req: WriteRequest, request: Request):
+        """Write ``text`` in a style; the answer is the PNG, SVG or PDF file. The header
+        ``X-Handsynth-Pages`` says how many pages the drawing has (``page`` picks one for PNG/SVG)."""
+        started = time.monotonic()
+        p = prepare(req)
+        result = await run_job(request, lambda: produce(p), started)
+        if isinstance(result, Response):
+            return result
+        data, n_pages = result
+        headers = {"X-Handsynth-Pages": str(n_pages),
+                   "X-Handsynth-Seconds": f"{time.monotonic() - started:.3f}",
+                   "Content-Disposition": f'inline; filename="handwriting.{req.format}"',
+                   "Cache-Control": "no-store"}
+        if req.format == "svg":
+            headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return Response(data, media_type=MEDIA[req.format], headers=headers)
+
+    @app.get("/v1/styles", tags=["styles"], response_model=StyleList)
+    async def styles():
+        """The built-in styles; ``preview_url`` is a small PNG of each style's sample."""
+        return {"styles": [{"id": s.id, "name": s.name, "text": s.text, "source": s.source,
+                            "preview_url": f"/v1/styles/{s.id}/preview.png"} for s in builtin_styles()]}
+
+    @app.get("/v1/styles/{style_id}/preview.png", tags=["styles"], response_class=Response,
+             responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorBody}})
+    async def style_preview(style_id: str):
+        """The style's own sample, drawn (about 600 px wide)."""
+        style = next((s for s in builtin_styles() if s.id == style_id), None)
+        if style is None:
+            return _json_error(404, f"no built-in style {style_id!r} (see GET /v1/styles)")
+        png = _previews.get(style.id) or await asyncio.to_thread(style_preview_png, style)
+        return Response(png, media_type="image/png",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.post("/v1/samples/check", tags=["styles"], response_model=SampleCheck, responses=ERRORS)
+    async def check_sample(sample: StyleSample):
+        """Check a handwriting sample (e.g. from the page's canvas) before using it as
+        ``style_sample``: 200 if usable, else 400 saying what is wrong."""
+        n = _sample_points(sample)
+        if n > max_sample_points:
+            raise HandsynthError(f"the handwriting sample has {n} points; the limit is {max_sample_points}")
+        style = style_from_json(sample.model_dump())
+        hw.alphabet.normalize(style.text, False)
+        return {"ok": True, "text": style.text, "strokes": len(style.strokes), "points": n}
+
+    @app.get("/v1/info", tags=["service"])
+    async def info():
+        """Limits, defaults and the sentences the page offers for a handwriting sample."""
+        prompts = []
+        for s in PROMPTS:
+            try:
+                hw.alphabet.normalize(s, False)
+                prompts.append(s)
+            except HandsynthError:
+                pass
+        return {"limits": {"max_text_chars": max_text_chars, "max_body_bytes": max_body_bytes,
+                           "max_sample_points": max_sample_points, "sample_min_chars": SAMPLE_MIN_CHARS,
+                           "sample_max_chars": SAMPLE_MAX_CHARS, "sample_min_points": SAMPLE_MIN_POINTS,
+                           "width": [MIN_WIDTH, MAX_WIDTH], "bias": [0, 10], "stroke_width": [0.5, 20],
+                           "timeout_s": timeout_s, "max_concurrent": max_concurrent, "queue_size": queue_size},
+                "prompts": prompts or ["the quick brown fox jumps"],
+                "alphabet": hw.alphabet.chars}
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz():
+        """Liveness and load: workers busy, requests waiting."""
+        return {"status": "ok", "model": hw.path.name if getattr(hw, "path", None) else "in-memory",
+                "styles": len(builtin_styles()), "running": pool.running, "waiting": pool.waiting,
+                "max_concurrent": pool.max_concurrent, "queue_size": pool.queue_size,
+                "served": pool.served, "rejected": pool.rejected, "timed_out": pool.timed_out,
+                "abandoned": pool.abandoned}
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, model=None, **options) -> None:
+    """Load the model (``model``: a path, or None for the shipped one) and serve the page and API
+    until interrupted. ``options`` go to ``create_app`` (max_concurrent, queue_size, timeout_s...)."""
+    import uvicorn
+
+    hw = load_model(model)
+    app = create_app(hw, **options)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"handsynth: warning: listening on {host}, reachable from other machines")
+    print(f"handsynth: serving on http://{'[' + host + ']' if ':' in host else host}:{port}/ "
+          f"(API docs at /docs; Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,94 @@
+import math
+
+import numpy as np
+import torch
+
+from handsynth.model import ModelConfig, Synthesizer, log_likelihood, mixture_params, sample_mixture
+
+
+def test_log_likelihood_matches_hand_computed_value():
+    M = 2
+    out = torch.zeros(1, 1 + 6 * M)
+    out[0, 0] = 0.3                         # eos logit
+    out[0, 1:3] = torch.tensor([0.2, -0.4])  # pi_hat
+    out[0, 3:5] = torch.tensor([0.1, -1.0])  # mu1
+    out[0, 5:7] = torch.tensor([0.5, 0.2])   # mu2
+    out[0, 7:9] = torch.tensor([0.0, -0.5])  # log sigma1
+    out[0, 9:11] = torch.tensor([0.3, 0.1])  # log sigma2
+    out[0, 11:13] = torch.tensor([0.4, -0.8])  # rho_hat
+    target = torch.tensor([[0.25, -0.3, 1.0]])
+    got = float(log_likelihood(out, target)[0])
+
+    pi = np.exp([0.2, -0.4]) / np.exp([0.2, -0.4]).sum()
+    dens = 0.0
+    for k, (m1, m2, s1, s2, r) in enumerate(zip([0.1, -1.0], [0.5, 0.2], np.exp([0.0, -0.5]),
+                                                 np.exp([0.3, 0.1]), np.tanh([0.4, -0.8]))):
+        z = ((0.25 - m1) / s1) ** 2 + ((-0.3 - m2) / s2) ** 2 - 2 * r * (0.25 - m1) * (-0.3 - m2) / (s1 * s2)
+        dens += pi[k] * math.exp(-z / (2 * (1 - r * r))) / (2 * math.pi * s1 * s2 * math.sqrt(1 - r * r))
+    e = 1 / (1 + math.exp(-0.3))
+    expected = math.log(dens) + math.log(e)
+    assert abs(got - expected) < 1e-5
+
+
+def test_log_likelihood_is_stable_far_from_every_component():
+    out = torch.zeros(1, 121)
+    out[0, 81:121] = -6.0  # tiny sigmas
+    ll = log_likelihood(out, torch.tensor([[40.0, -40.0, 0.0]]))
+    assert torch.isfinite(ll).all() and float(ll) < -1e5
+
+
+def test_bias_sharpens():
+    out = torch.randn(1, 121)
+    _, lp0, *_ , ls0, _ = mixture_params(out, 0.0)
+    _, lp2, *_ , ls2, _ = mixture_params(out, 2.0)
+    assert float(lp2.exp().max()) > float(lp0.exp().max())
+    assert torch.allclose(ls2, ls0 - 2.0)
+    g = torch.Generator().manual_seed(0)
+    many = torch.cat([sample_mixture(out, 5.0, generator=g) for _ in range(200)])
+    few = torch.cat([sample_mixture(out, 0.0, generator=g) for _ in range(200)])
+    assert many[:, :2].std() < few[:, :2].std()
+
+
+def _model_and_batch(seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(alphabet_size=12, hidden=16, layers=3, window_k=3, mixtures=4)
+    m = Synthesizer(cfg).eval()
+    x = torch.randn(2, 25, 3)
+    x[..., 2] = (torch.rand(2, 25) < 0.2).float()
+    text = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]])
+    return m, x, text, (text > 0).float()
+
+
+def test_kappa_never_moves_backwards_and_phi_walks():
+    m, x, text, mask = _model_and_batch()
+    state = m.initial_state(2)
+    onehot = m.onehot(text)
+    kappas = []
+    for t in range(25):
+        _, state, phi = m.step(x[:, t], state, onehot, mask)
+        kappas.append(state.kappa.clone())
+        assert phi.shape == (2, 6)
+    k = torch.stack(kappas)
+    assert (k[1:] - k[:-1] >= 0).all()
+    assert (k[-1] > k[0]).all()
+
+
+def test_step_by_step_equals_teacher_forced_forward():
+    m, x, text, mask = _model_and_batch(1)
+    with torch.no_grad():
+        full, phi = m(x, text, mask, return_phi=True)
+    state = m.initial_state(2)
+    onehot = m.onehot(text)
+    for t in range(25):
+        out, state, ph = m.step(x[:, t], state, onehot, mask)
+        torch.testing.assert_close(out, full[:, t], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(ph, phi[:, t], atol=1e-5, rtol=1e-4)
+
+
+def test_full_config_has_reference_size():
+    m = Synthesizer(ModelConfig.preset("full", 82))
+    n = sum(p.numel() for p in m.parameters())
+    assert 3.3e6 < n < 4.2e6
+    assert m.config.outputs == 121
+    out = m(torch.zeros(1, 4, 3), torch.tensor([[1, 2]]), torch.ones(1, 2))
+    assert out.shape == (1, 4, 121)

@@ -1,0 +1,357 @@
+"""The HTTP API against the real server (uvicorn on a loopback port, in a thread): files decode,
+styles, health, every limit and bad input answers its documented 4xx with a JSON error, a full
+queue answers 503 and a slow request 504, and the server recovers from both."""
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+import handsynth
+from handsynth.server import create_app
+from handsynth.server.app import MAX_BODY_BYTES, MAX_SAMPLE_POINTS, MAX_TEXT_CHARS
+
+
+class LiveServer:
+    """uvicorn serving ``app`` on 127.0.0.1 (a free port) in a background thread."""
+
+    def __init__(self, app):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def style_sample(text: str = "hello there", n_strokes: int = 6, per_stroke: int = 24) -> dict:
+    """A made-up handwriting sample in canvas coordinates (y down): loopy strokes along a line."""
+    strokes = []
+    for k in range(n_strokes):
+        t = np.linspace(0, 2 * np.pi * 2, per_stroke)
+        x = 40 + k * 70 + 8 * t + 6 * np.cos(t)
+        y = 100 - 18 * np.abs(np.sin(t / 2)) + 4 * np.sin(t)
+        strokes.append(np.round(np.column_stack([x, y]), 1).tolist())
+    return {"text": text, "strokes": strokes, "y_axis": "down"}
+
+
+@pytest.fixture(scope="module")
+def hw():
+    return handsynth.load_model()
+
+
+@pytest.fixture(scope="module")
+def server(hw):
+    with LiveServer(create_app(hw, max_concurrent=2, queue_size=4, timeout_s=60)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def assert_error(r: httpx.Response, status: int, fragment: str = ""):
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    message = r.json()["error"]
+    assert isinstance(message, str) and message and "\n" not in message
+    assert fragment.lower() in message.lower(), message
+
+
+# ----------------------------------------------------------------------------- service
+
+def test_healthz(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    h = r.json()
+    assert h["status"] == "ok" and h["running"] == 0 and h["waiting"] == 0
+    assert h["max_concurrent"] == 2 and h["queue_size"] == 4
+    assert "/" not in h["model"]  # no server paths
+
+
+def test_page_docs_and_info(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "Write in my hand" in r.text and "/static/app.js" in r.text
+    for path, ctype in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
+        r = client.get(path)
+        assert r.status_code == 200 and ctype in r.headers["content-type"]
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/write", "/v1/styles", "/healthz"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+    info = client.get("/v1/info").json()
+    assert info["limits"]["max_text_chars"] == MAX_TEXT_CHARS
+    assert info["limits"]["max_sample_points"] == MAX_SAMPLE_POINTS
+    assert info["prompts"] and all(8 <= len(p) <= 120 for p in info["prompts"])
+
+
+# ----------------------------------------------------------------------------- writing
+
+def test_write_png(client):
+    r = client.post("/v1/write", json={"text": "hi", "seed": 3, "color": "#aa0000", "stroke_width": 3})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["x-handsynth-pages"] == "1"
+    img = Image.open(io.BytesIO(r.content))
+    img.load()
+    assert img.format == "PNG" and img.width == 1200 and img.height > 50
+    px = np.asarray(img.convert("RGB")).astype(int)
+    inked = (px[..., 0] > 120) & (px[..., 1] < 100) & (px[..., 2] < 100)  # the red ink is there
+    assert inked.sum() > 20
+
+
+def test_write_svg_and_pdf(client):
+    body = {"text": "hi", "seed": 3, "width": 800, "align": "center"}
+    r = client.post("/v1/write", json={**body, "format": "svg"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(r.content)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    paths = root.findall(".//{http://www.w3.org/2000/svg}path")
+    assert paths and all(p.get("d", "").startswith("M") for p in paths)
+
+    r = client.post("/v1/write", json={**body, "format": "pdf"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.content.startswith(b"%PDF-") and r.content.rstrip().endswith(b"%%EOF")
+    assert r.content.count(b"/Type /Page\n") + r.content.count(b"/Type /Page ") + \
+        r.content.count(b"/Type /Page>") == 1
+
+
+def test_same_request_same_drawing(client):
+    body = {"text": "hi", "seed": 11, "format": "svg"}
+    a, b = client.post("/v1/write", json=body), client.post("/v1/write", json=body)
+    assert a.status_code == b.status_code == 200 and a.content == b.content
+
+
+def test_write_with_own_sample(client):
+    r = client.post("/v1/samples/check", json=style_sample())
+    assert r.status_code == 200, r.text
+    assert r.json()["ok"] is True and r.json()["points"] == 6 * 24
+    r = client.post("/v1/write", json={"text": "hi", "style_sample": style_sample(), "format": "png"})
+    assert r.status_code == 200, r.text
+    assert Image.open(io.BytesIO(r.content)).width == 1200
+
+
+def test_styles(client):
+    r = client.get("/v1/styles")
+    assert r.status_code == 200
+    styles = r.json()["styles"]
+    assert isinstance(styles, list)
+    for s in styles:
+        assert {"id", "name", "text", "preview_url"} <= set(s)
+        p = client.get(s["preview_url"])
+        assert p.status_code == 200 and p.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(p.content)).width == 600
+    assert_error(client.get("/v1/styles/no-such-style/preview.png"), 404, "no built-in style")
+    if styles:
+        r = client.post("/v1/write", json={"text": "hi", "style": styles[0]["id"]})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+
+# ----------------------------------------------------------------------------- limits and bad input
+
+def _many_points(n: int) -> dict:
+    s = style_sample()
+    s["strokes"] = [[[float(i % 500), float(i // 500)] for i in range(n)]]
+    return s
+
+
+BAD = [
+    ({"text": ""}, "empty text"),
+    ({"text": "   \n "}, "empty text"),
+    ({"text": "x" * (MAX_TEXT_CHARS + 1)}, f"limit is {MAX_TEXT_CHARS}"),
+    ({"text": "h\u00e9llo \u4e2d"}, "cannot write these characters"),
+    ({"bias": 10.5}, "bias"),
+    ({"bias": -1}, "bias"),
+    ({"bias": "neat"}, "bias"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 2**31}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"format": "gif"}, "format"),
+    ({"width": 100}, "width"),
+    ({"width": 100000}, "width"),
+    ({"stroke_width": 0}, "stroke_width"),
+    ({"stroke_width": 100}, "stroke_width"),
+    ({"color": "rgb(1,2,3)"}, "color"),
+    ({"color": "notacolour"}, "not a colour"),
+    ({"background": "url(x)"}, "background"),
+    ({"align": "justify"}, "align"),
+    ({"page": 0}, "page"),
+    ({"text": None}, "text"),
+    ({"text": 12}, "text"),
+    ({"style": "no-such-style"}, "unknown style"),
+    ({"style": "../../../etc/passwd"}, "unknown style"),
+    ({"style": "x" * 65}, "style"),
+    ({"path": "/etc/passwd"}, "path: unknown field"),
+    ({"model": "/tmp/evil.pt"}, "model: unknown field"),
+    ({"style_sample": {"text": "short", "strokes": style_sample()["strokes"]}}, "too short"),
+    ({"style_sample": style_sample(n_strokes=1, per_stroke=10)}, "only 10 points"),
+    ({"style_sample": _many_points(MAX_SAMPLE_POINTS + 1)}, f"limit is {MAX_SAMPLE_POINTS}"),
+    ({"style_sample": {**style_sample(), "y_axis": "sideways"}}, "y_axis"),
+    ({"style_sample": {**style_sample(), "strokes": [[["a", "b"]]]}}, "strokes"),
+    ({"style_sample": {**style_sample(), "strokes": []}}, "strokes"),
+    ({"style_sample": {**style_sample(), "file": "/etc/passwd"}}, "unknown field"),
+    ({"style_sample": {**style_sample(), "text": "hello \u4e2d\u6587 there"}}, "cannot write"),
+    ({"style": "s01", "style_sample": style_sample()}, "not both"),
+]
+
+
+@pytest.mark.parametrize("patch,fragment", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
+def test_bad_values_are_400(client, patch, fragment):
+    body = {"text": "hi", **patch}
+    if patch.get("text", "") is None:
+        del body["text"]
+    assert_error(client.post("/v1/write", json=body), 400, fragment)
+
+
+def test_page_out_of_range(client):
+    assert_error(client.post("/v1/write", json={"text": "hi", "page": 3}), 400, "has 1 page")
+
+
+def test_bad_bodies(client, server):
+    ok_headers = {"content-type": "application/json"}
+    assert_error(client.post("/v1/write", content=b'{"text": "hi"', headers=ok_headers), 400, "not valid JSON")
+    assert_error(client.post("/v1/write", content=b"", headers=ok_headers), 400)
+    assert_error(client.post("/v1/write", content=b'["hi"]', headers=ok_headers), 400)
+    assert_error(client.post("/v1/write", content=b'{"text": "hi", "bias": NaN}', headers=ok_headers), 400, "bias")
+    assert_error(client.post("/v1/write", data={"text": "hi"}), 415, "JSON")
+    assert_error(client.post("/v1/write", content=b"text=hi", headers={"content-type": "text/plain"}), 415)
+    assert_error(client.get("/v1/write"), 405)
+    assert_error(client.get("/v1/nothing-here"), 404)
+    assert_error(client.post("/v1/samples/check", json={"text": "hello there", "strokes": [[[0, 0]]]}), 400, "points")
+
+
+def test_body_size_limit(server):
+    big = b'{"text": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert_error(c.post("/v1/write", content=big, headers={"content-type": "application/json"}),
+                     413, "larger than the limit")
+    with httpx.Client(base_url=server.url, timeout=30) as c:  # chunked: no Content-Length
+        chunks = iter([big[i:i + 65536] for i in range(0, len(big), 65536)])
+        assert_error(c.post("/v1/write", content=chunks, headers={"content-type": "application/json"}), 413)
+    with httpx.Client(base_url=server.url, timeout=30) as c:  # still serving
+        assert c.get("/healthz").status_code == 200
+
+
+# ----------------------------------------------------------------------------- overload and time limit
+
+@dataclass
+class GatedHandwriter(handsynth.Handwriter):
+    """The real model, but ``write`` first waits until the test opens the gate."""
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def write(self, *args, **kwargs):
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().write(*args, **kwargs)
+
+
+def _wait_for(c: httpx.Client, cond, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        h = c.get("/healthz").json()
+        if cond(h):
+            return h
+        assert time.monotonic() < deadline, f"server state never reached: {h}"
+        time.sleep(0.02)
+
+
+def test_busy_503_then_recovers(hw):
+    gated = GatedHandwriter(hw.model, hw.alphabet, hw.mean, hw.std, hw.path)
+    with LiveServer(create_app(gated, max_concurrent=1, queue_size=1, timeout_s=60)) as s, \
+            httpx.Client(base_url=s.url, timeout=60) as c:
+        results = {}
+
+        def post(i):
+            with httpx.Client(base_url=s.url, timeout=60) as own:
+                results[i] = own.post("/v1/write", json={"text": "hi", "seed": i})
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        h = _wait_for(c, lambda h: h["running"] == 1 and h["waiting"] == 1)
+        assert time.monotonic() - t0 < 5  # the event loop answers while a worker is busy
+        r = c.post("/v1/write", json={"text": "hi", "seed": 7})
+        assert_error(r, 503, "busy")
+        assert r.headers.get("retry-after") == "5"
+        gated.gate.set()
+        for t in threads:
+            t.join(60)
+        assert [results[i].status_code for i in range(2)] == [200, 200]
+        h = _wait_for(c, lambda h: h["running"] == 0 and h["waiting"] == 0)
+        assert h["rejected"] == 1 and h["served"] == 2
+        r = c.post("/v1/write", json={"text": "hi", "seed": 7})  # recovered
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+
+class SlowModel:
+    """The real network, but each sampling step takes ``delay`` seconds longer while ``slow`` is set."""
+
+    def __init__(self, model, delay: float):
+        self.model, self.delay, self.slow = model, delay, threading.Event()
+        self.slow.set()
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def step(self, *args, **kwargs):
+        if self.slow.is_set():
+            time.sleep(self.delay)
+        return self.model.step(*args, **kwargs)
+
+
+def test_time_limit_504_then_recovers(hw):
+    slow = SlowModel(hw.model, delay=0.2)  # a primed line takes 60+ steps: over 12 s
+    slow_hw = handsynth.Handwriter(slow, hw.alphabet, hw.mean, hw.std, hw.path)
+    with LiveServer(create_app(slow_hw, max_concurrent=1, queue_size=2, timeout_s=3)) as s, \
+            httpx.Client(base_url=s.url, timeout=60) as c:
+        t0 = time.monotonic()
+        r = c.post("/v1/write", json={"text": "hi", "style_sample": style_sample(), "seed": 1})
+        took = time.monotonic() - t0
+        assert_error(r, 504, "longer than this server's limit of 3 s")
+        assert 2.9 < took < 6, took
+        # the worker stops at its next sampling step, not at the end of the line
+        _wait_for(c, lambda h: h["running"] == 0 and h["waiting"] == 0, timeout=1.5)
+        assert c.get("/healthz").json()["timed_out"] == 1
+        slow.slow.clear()
+        r = c.post("/v1/write", json={"text": "hi", "seed": 2})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+
+
+def test_client_going_away_frees_the_worker(hw):
+    slow = SlowModel(hw.model, delay=0.2)
+    slow_hw = handsynth.Handwriter(slow, hw.alphabet, hw.mean, hw.std, hw.path)
+    with LiveServer(create_app(slow_hw, max_concurrent=1, queue_size=0, timeout_s=60, warm_previews=False)) as s, \
+            httpx.Client(base_url=s.url, timeout=10) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(s.url + "/v1/write", json={"text": "hi", "style_sample": style_sample()}, timeout=1.0)
+        h = _wait_for(c, lambda h: h["running"] == 0, timeout=2)
+        assert h["abandoned"] == 1 and h["timed_out"] == 0
+        slow.slow.clear()
+        assert c.post("/v1/write", json={"text": "hi", "seed": 4}).status_code == 200

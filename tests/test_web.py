@@ -1,0 +1,215 @@
+"""The web page in a real Chromium (Debian's chromium, driven by Playwright): type a text, pick a
+style, write it and see the image; draw a sample on the canvas with the mouse, use it as the style
+and write with it; it survives a reload; empty/short samples and bad text get messages in the
+page. Screenshots are saved and checked to show the result."""
+from __future__ import annotations
+
+import io
+import math
+import os
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+import handsynth
+from handsynth.server import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+class LiveServer:
+    """uvicorn serving ``app`` on 127.0.0.1 (a free port) in a background thread."""
+
+    def __init__(self, app):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LiveServer(create_app(handsynth.load_model(), max_concurrent=2, queue_size=4, timeout_s=60)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    pg = context.new_page()
+    console_errors = []
+    pg.on("pageerror", lambda e: console_errors.append(str(e)))
+    pg.goto(server.url + "/")
+    pg.wait_for_selector("body[data-ready='1']", timeout=15000)
+    yield pg
+    context.close()
+    assert not console_errors, console_errors
+
+
+def wait_for_result(pg, previous_src: str | None = None, timeout: float = 60000):
+    """Wait until the result <img> shows a (new) image; fail with the page's error if one appears."""
+    pg.wait_for_function(
+        """(prev) => {
+            const img = document.getElementById('result'), err = document.getElementById('error');
+            if (!err.hidden) return true;
+            return !img.hidden && img.complete && img.naturalWidth > 0 && img.src !== prev;
+        }""", arg=previous_src or "", timeout=timeout)
+    error = pg.locator("#error")
+    assert error.is_hidden(), f"the page shows an error: {error.text_content()}"
+    return pg.eval_on_selector("#result", "img => ({src: img.src, w: img.naturalWidth, h: img.naturalHeight})")
+
+
+def set_range(pg, selector: str, value: float):
+    pg.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
+
+
+def assert_screenshot_shows_result(pg, path):
+    """Save a screenshot of the page and check that the result image's region holds ink."""
+    pg.locator("#result").scroll_into_view_if_needed()
+    pg.screenshot(path=str(path))
+    box = pg.locator("#result").bounding_box()
+    shot = Image.open(path).convert("L")
+    assert shot.size == (1280, 1000)
+    region = np.asarray(shot.crop((int(box["x"]), int(box["y"]),
+                                   int(box["x"] + box["width"]), int(box["y"] + box["height"]))))
+    assert region.size > 0 and box["width"] > 100 and box["height"] > 20, box
+    dark = (region < 128).sum()  # (the untrained placeholder model may write as little as a dot)
+    assert dark >= 4, f"the result region of the screenshot is blank ({dark} dark pixels)"
+    assert (region > 230).mean() > 0.5  # ink on paper, not a dark or broken box
+
+
+def draw_sample(pg):
+    """Write loopy 'words' on the pad with the mouse: several strokes, hundreds of points."""
+    pad = pg.locator("#pad")
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    x0, base = box["x"] + 20, box["y"] + box["height"] * 0.62
+    step = (box["width"] - 40) / 7
+    for word in range(7):
+        pts = []
+        for i in range(60):
+            t = i / 59 * 4 * math.pi
+            pts.append((x0 + word * step + step * 0.2 * t / math.pi + 7 * math.cos(t),
+                        base - 26 * abs(math.sin(t / 2)) - 5 * math.sin(t)))
+        pg.mouse.move(*pts[0])
+        pg.mouse.down()
+        for p in pts[1:]:
+            pg.mouse.move(*p)
+        pg.mouse.up()
+
+
+def test_type_pick_style_generate_and_download(page, tmp_path):
+    pg = page
+    pg.fill("#text", "hello")
+    set_range(pg, "#stroke", 8)
+    styles = pg.locator("#styles input[value^='builtin:']")
+    if styles.count():
+        pg.locator(".style-card:has(input[value^='builtin:'])").first.click()
+        assert styles.first.is_checked()
+        pg.wait_for_function("() => [...document.querySelectorAll('#styles img')]"
+                             ".every(i => i.complete && i.naturalWidth > 0)", timeout=30000)
+    else:  # a bank-less install: the model's own hand is the only choice
+        assert pg.locator("#styles input[value='']").is_checked()
+    pg.click("#generate")
+    pg.wait_for_selector("#progress", state="visible", timeout=5000)
+    result = wait_for_result(pg)
+    assert result["w"] == 1200 and result["h"] > 50
+    pg.wait_for_selector("#progress", state="hidden", timeout=5000)
+    assert pg.get_attribute("#download-png", "href").startswith("blob:")
+    assert_screenshot_shows_result(pg, tmp_path / "typed.png")
+
+    with pg.expect_download(timeout=60000) as dl:
+        pg.click("#download-svg")
+    svg = tmp_path / "dl.svg"
+    dl.value.save_as(svg)
+    assert dl.value.suggested_filename == "handwriting.svg"
+    assert ET.parse(svg).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_errors_are_shown_in_the_page(page):
+    pg = page
+    pg.fill("#text", "   ")
+    pg.click("#generate")
+    assert "Type a text" in pg.locator("#error").text_content()
+    pg.fill("#text", "hi \u4e2d")
+    pg.click("#generate")
+    pg.wait_for_function("() => !document.getElementById('error').hidden && "
+                         "document.getElementById('error').textContent.includes('cannot write')", timeout=15000)
+    assert pg.locator("#generate").is_enabled()
+
+
+def test_write_in_my_hand(page, tmp_path):
+    pg = page
+    # empty and too short samples are refused with a message
+    pg.click("#use-sample")
+    assert "empty" in pg.locator("#sample-msg").text_content()
+    box = pg.locator("#pad").bounding_box()
+    pg.mouse.click(box["x"] + 50, box["y"] + 50)
+    pg.click("#use-sample")
+    assert "too short" in pg.locator("#sample-msg").text_content()
+    pg.click("#clear")
+    assert pg.locator("#pad-count").text_content() == ""
+
+    draw_sample(pg)
+    assert "7 strokes" in pg.locator("#pad-count").text_content()
+    pg.click("#use-sample")
+    pg.wait_for_selector("#sample-msg.good", timeout=15000)
+    assert pg.locator("#style-custom input").is_checked()
+    stored = pg.evaluate("() => JSON.parse(localStorage.getItem('handsynth.sample'))")
+    assert stored["text"] == pg.input_value("#prompt") and len(stored["strokes"]) == 7
+    assert sum(len(s) for s in stored["strokes"]) > 300
+
+    pg.fill("#text", "hello")
+    set_range(pg, "#stroke", 8)
+    pg.click("#generate")
+    result = wait_for_result(pg)
+    assert result["w"] == 1200
+    assert_screenshot_shows_result(pg, tmp_path / "my-hand.png")
+
+    # the sample survives a reload and is still the chosen style
+    pg.reload()
+    pg.wait_for_selector("body[data-ready='1']")
+    mine = pg.locator("#style-custom input")
+    assert mine.is_enabled() and mine.is_checked()
+    pg.fill("#text", "hello")
+    pg.click("#generate")
+    wait_for_result(pg)  # (the same request: answered from the server's cache, so quickly)
+    # and can be forgotten
+    pg.click("#forget-sample")
+    pg.wait_for_function("() => document.querySelector('#style-custom input')?.disabled === true")
+    assert pg.evaluate("() => localStorage.getItem('handsynth.sample')") is None
