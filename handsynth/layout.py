@@ -102,7 +102,8 @@ def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True
     avail = opts.width - 2 * opts.margin
     widths = [bounds(s)[2] - bounds(s)[0] for s, _ in straight if s]
     # one scale for the whole drawing, so every line has the same size of writing
-    xh = opts.x_height * min(1.0, avail / (max(widths) * opts.x_height)) if widths else opts.x_height
+    widest = max(widths, default=0.0) * opts.x_height
+    xh = opts.x_height * min(1.0, avail / widest) if widest > 0 else opts.x_height
     per_page = opts.lines_per_page
     pages, chunk = [], []
     rows = list(zip(texts, straight))

@@ -42,9 +42,14 @@ class Primer:
     text: str
 
 
-def _noise(seed: int, line: int, steps: int) -> torch.Tensor:
+def _noise(seed: int, line: int, steps: int, block: int = 256) -> torch.Tensor:
+    """A line's random numbers, (steps, 6): four uniforms and two standard normals per step. Drawn
+    in fixed blocks, so the first k steps are the same whatever the step cap."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + line)
-    return torch.cat([torch.rand(steps, 4, generator=g), torch.randn(steps, 2, generator=g)], 1)
+    u = torch.cat([torch.rand(block, 6, generator=g) for _ in range(-(-steps // block))])[:steps]
+    r = torch.sqrt(-2 * torch.log(u[:, 4].clamp(min=1e-12)))  # Box-Muller
+    return torch.cat([u[:, :4], (r * torch.cos(2 * torch.pi * u[:, 5]))[:, None],
+                      (r * torch.sin(2 * torch.pi * u[:, 5]))[:, None]], 1)
 
 
 @torch.no_grad()
@@ -104,7 +109,7 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         x = sample_mixture(out, bias, noise[:, t])
         out_steps[:, t] = x
         if return_phi:
-            phis.append(phi[:, len(prefix):].clone())
+            phis.append(phi.clone())
         # Graves' stop rule: phi after the last character outweighs every character's phi
         last = phi[rows, ends]
         inside = phi[:, :U].masked_fill(text_mask == 0, -1.0).max(1).values
@@ -116,13 +121,14 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         done |= stop
         if bool(done.all()):
             break
+    phi_all = torch.stack(phis, 1) if return_phi else None
     lines = []
     for b in range(B):
         n = int(lengths[b])
         off = out_steps[b, :n].numpy().copy()
         off[:, :2] = off[:, :2] * std + mean
         off[-1, 2] = 1.0
-        ph = torch.stack(phis, 1)[b, :n].numpy() if return_phi else None
+        ph = phi_all[b, :n, len(prefix):int(ends[b]) + 1].numpy() if return_phi else None
         lines.append(Line(texts[b], off, hit_cap=not bool(passed[b]), phi=ph))
     return lines
 

@@ -4,7 +4,6 @@ and write with it; it survives a reload; empty/short samples and bad text get me
 page. Screenshots are saved and checked to show the result."""
 from __future__ import annotations
 
-import io
 import math
 import os
 import socket

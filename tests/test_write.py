@@ -1,0 +1,193 @@
+"""Writing with the shipped model: sampling, layout, writers, the `handsynth write` command."""
+import io
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import handsynth
+from handsynth import HandsynthError
+from handsynth.layout import PageOptions, place, wrap
+from handsynth.sampling import SamplingOptions
+
+
+@pytest.fixture(scope="module")
+def hw():
+    return handsynth.load_model()
+
+
+def run_cli(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "handsynth", *args], capture_output=True, text=True, input=stdin)
+
+
+def test_same_seed_same_drawing(hw):
+    a = hw.write("same seed", seed=7)
+    b = hw.write("same seed", seed=7)
+    c = hw.write("same seed", seed=8)
+    assert len(a.strokes) == len(b.strokes)
+    assert all(np.array_equal(x, y) for x, y in zip(a.strokes, b.strokes))
+    assert not (len(a.strokes) == len(c.strokes) and all(np.array_equal(x, y) for x, y in zip(a.strokes, c.strokes)))
+
+
+def test_stop_rule_ends_lines(hw):
+    opts = SamplingOptions(seed=3)
+    lines = hw.lines(["ab", "a longer line of text"], options=opts, return_phi=True)
+    for line in lines:
+        cap = 40 + opts.steps_per_char * len(line.text)
+        assert not line.hit_cap and len(line.offsets) < cap
+        # the window's weight on 'after the text' beats every character at some point
+        assert (line.phi[:, -1] > line.phi[:, :-1].max(1)).any()
+        assert line.offsets[-1, 2] == 1.0
+
+
+def test_batch_equals_lines_one_by_one(hw):
+    texts = ["one line", "and another, longer one", "third"]
+    opts = SamplingOptions(seed=11, bias=1.0)
+    together = hw.lines(texts, options=opts, line_seeds=[0, 1, 2])
+    for k, text in enumerate(texts):
+        alone = hw.lines([text], options=opts, line_seeds=[k])[0]
+        n = min(len(alone.offsets), len(together[k].offsets))
+        assert abs(len(alone.offsets) - len(together[k].offsets)) <= 2
+        np.testing.assert_allclose(alone.offsets[:n], together[k].offsets[:n], atol=1e-3)
+
+
+def test_priming_returns_only_the_new_part(hw):
+    style = handsynth.available_styles()[0]
+    primed = hw.lines(["hello"], style=style.id, options=SamplingOptions(seed=1))[0]
+    assert 10 < len(primed.offsets) < 40 + 35 * 5
+    assert primed.text == "hello"
+
+
+def test_wrap_keeps_paragraphs_and_breaks():
+    text = "first line\nsecond\n\n\nnew paragraph " + "word " * 30
+    lines = wrap(text, 30)
+    assert lines[:3] == ["first line", "second", ""]
+    assert all(len(x) <= 30 for x in lines) and len(lines) > 6
+    assert wrap("x" * 70, 30) == ["x" * 30, "x" * 30, "x" * 10]
+
+
+def test_layout_pages_and_alignment():
+    opts = PageOptions(width=600, page_height=400, align="right")
+    off = np.array([[0, 0, 0], [3, 0.5, 0], [1, -0.5, 1]], np.float32)
+    texts = [f"line {i}" for i in range(12)]
+    pages = place(texts, [off] * 12, opts)
+    assert len(pages) == int(np.ceil(12 / opts.lines_per_page)) > 1
+    for p in pages:
+        for line in p.lines:
+            xmax = max(float(s[:, 0].max()) for s in line.strokes)
+            assert abs(xmax - (600 - opts.margin)) < 1e-3
+
+
+def test_png_svg_pdf_writers(hw, tmp_path):
+    d = hw.write("Ink test", seed=2, width=800, color="#ff0000", stroke_width=4)
+    png = Image.open(io.BytesIO(d.to_png())).convert("RGB")
+    page = d.pages[0]
+    assert png.size == (page.width, page.height)
+    arr = np.asarray(png).astype(int)
+    # red ink where the strokes are, white far from them
+    pts = np.concatenate(d.strokes)
+    red = [arr[int(round(y)), int(round(x))] for x, y in pts[:: max(1, len(pts) // 50)]]
+    assert np.mean([r[0] > 150 and r[1] < 120 for r in red]) > 0.8
+    assert tuple(arr[2, 2]) == (255, 255, 255)
+    svg = ET.fromstring(d.to_svg())
+    ns = "{http://www.w3.org/2000/svg}"
+    paths = svg.findall(f".//{ns}path")
+    assert len(paths) == len(d.strokes) and all(p.get("d").startswith("M") and "C" in p.get("d") for p in paths)
+    assert svg.get("viewBox").startswith("0 0 ") and svg.get("width").endswith("mm")
+    pdf = d.to_pdf()
+    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") >= 1
+    written = d.save(tmp_path / "out.svg")
+    assert written == [tmp_path / "out.svg"] and (tmp_path / "out.svg").read_text().startswith("<?xml")
+
+
+def test_multipage_pdf_and_numbered_pngs(hw, tmp_path):
+    text = "\n".join(f"line {i}" for i in range(9))
+    d = hw.write(text, seed=1, width=500)
+    assert len(d.pages) > 1
+    pdf = d.to_pdf()
+    assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == len(d.pages)
+    files = d.save(tmp_path / "note.png")
+    assert [f.name for f in files] == [f"note-{i + 1}.png" for i in range(len(d.pages))]
+    assert all(Image.open(f).size[0] == 500 for f in files)
+
+
+def test_transparent_background(hw):
+    d = hw.write("clear", seed=1, background=None)
+    img = Image.open(io.BytesIO(d.to_png()))
+    assert img.mode == "RGBA" and img.getpixel((1, 1))[3] == 0
+
+
+def test_typography_and_unknown_characters(hw):
+    assert hw.alphabet.normalize("\u201cHi\u201d \u2014 it\u2019s\u2026") == '"Hi" - it\'s...'
+    with pytest.raises(HandsynthError, match="cannot write these characters: '€'"):
+        hw.write("price: 5€")
+    d = hw.write("price: 5€", skip_unknown=True)
+    assert d.lines[0].text == "price: 5"
+
+
+def test_cli_write_png_and_stdin(tmp_path):
+    out = tmp_path / "hello.png"
+    r = run_cli("write", "Hello there", "-o", str(out), "--seed", "1", "--style", "s02", "--width", "700")
+    assert r.returncode == 0, r.stderr
+    img = Image.open(out)
+    assert img.size[0] == 700 and np.asarray(img.convert("L")).min() < 100
+    r = run_cli("write", "-", "-o", str(tmp_path / "in.svg"), stdin="from standard input\n")
+    assert r.returncode == 0, r.stderr
+    assert ET.parse(tmp_path / "in.svg").getroot().tag.endswith("svg")
+
+
+def test_cli_style_file(tmp_path):
+    from handsynth.data.samples import save_samples, Sample
+    style = handsynth.available_styles()[3]
+    sample = Sample(style.text, [np.asarray(s) for s in style.strokes], "me")
+    save_samples([sample], tmp_path / "mine.json")
+    r = run_cli("write", "my own hand", "-o", str(tmp_path / "mine.png"), "--style-file", str(tmp_path / "mine.json"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "mine.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["", "-o", "{d}/a.png"], "empty text"),
+    (["x" * 3001, "-o", "{d}/a.png"], "limit is 3000"),
+    (["hi", "-o", "{d}/a.png", "--style", "nope"], "unknown style 'nope'"),
+    (["hi", "-o", "{d}/a.png", "--style-file", "{d}/missing.json"], "no such file"),
+    (["hi", "-o", "{d}/a.png", "--style-file", "{d}/bad.json"], "not valid JSON"),
+    (["hi", "-o", "{d}/a.png", "--style-file", "{d}/short.json"], "too short"),
+    (["hi", "-o", "{d}/nofolder/a.png"], "does not exist"),
+    (["hi", "-o", "{d}/a.gif"], "unknown output format"),
+    (["hi", "-o", "{d}/a.png", "--color", "notacolour"], "is not a colour"),
+    (["hi", "-o", "{d}/a.png", "--bias", "-1"], "bias -1.0 is out of range"),
+    (["hi €", "-o", "{d}/a.png"], "cannot write these characters"),
+])
+def test_cli_bad_input(tmp_path, args, msg):
+    (tmp_path / "bad.json").write_text("{nope")
+    (tmp_path / "short.json").write_text('{"text": "hi", "strokes": [[[0, 0], [1, 1]]]}')
+    r = run_cli("write", *[a.format(d=tmp_path) for a in args])
+    assert r.returncode == 2
+    assert msg in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "a.png").exists() and not list(tmp_path.glob(".a.png*"))
+
+
+def test_failed_write_keeps_existing_file(tmp_path):
+    out = tmp_path / "keep.png"
+    out.write_bytes(b"precious")
+    r = run_cli("write", "hi", "-o", str(out), "--color", "nope")
+    assert r.returncode == 2 and out.read_bytes() == b"precious"
+
+
+def test_styles_command_and_sheet(tmp_path):
+    r = run_cli("styles")
+    assert r.returncode == 0
+    rows = r.stdout.strip().splitlines()
+    assert len(rows) >= 12 and rows[0].startswith("s01")
+    ids = [s.id for s in handsynth.available_styles()]
+    assert len(set(ids)) == len(ids) and len({s.name for s in handsynth.available_styles()}) == len(ids)
+
+
+def test_python_api_strokes(hw):
+    d = hw.write("api", seed=0)
+    assert d.strokes and all(s.ndim == 2 and s.shape[1] == 2 for s in d.strokes)
+    assert d.to_png().startswith(b"\x89PNG") and d.to_svg().lstrip().startswith("<?xml")
