@@ -138,17 +138,31 @@ class Synthesizer(nn.Module):
         return (out, torch.stack(phis, 1)) if return_phi else out
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, state: State, onehot: torch.Tensor, text_mask: torch.Tensor):
-        """One pen step for sampling: x (B, 3) -> (head output (B, 1 + 6M), new state, phi (B, U + 1))."""
-        h1, c1 = self.cell1(torch.cat([x, state.w], 1), (state.h[0], state.c[0]))
-        w, kappa, phi = self._window(h1, state.kappa, onehot, text_mask)
-        hs, cs, below = [h1], [c1], h1
-        for i, lstm in enumerate(self.upper):
-            _, (hn, cn) = lstm(torch.cat([x, w, below], 1).unsqueeze(1),
-                               (state.h[i + 1].unsqueeze(0), state.c[i + 1].unsqueeze(0)))
-            below = hn[0]
-            hs.append(below)
-            cs.append(cn[0])
+    def step_weights(self) -> list:
+        """Per layer, the input and recurrent weights stacked into one (in, 4H) matrix and the
+        summed biases, so a sampling step is one matmul per layer. Computed once per batch."""
+        layers = [(self.cell1.weight_ih, self.cell1.weight_hh, self.cell1.bias_ih, self.cell1.bias_hh)]
+        layers += [(m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0) for m in self.upper]
+        return [(torch.cat([wi, wh], 1).t().contiguous(), bi + bh) for wi, wh, bi, bh in layers]
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: State, onehot: torch.Tensor, text_mask: torch.Tensor,
+             weights: list | None = None):
+        """One pen step for sampling: x (B, 3) -> (head output (B, 1 + 6M), new state, phi (B, U + 1)).
+        ``weights`` from ``step_weights()`` saves re-stacking them at every step."""
+        weights = weights or self.step_weights()
+        hs, cs, w, kappa, phi = [], [], state.w, state.kappa, None
+        below = None
+        for i, (W, b) in enumerate(weights):
+            inp = torch.cat([x, w, state.h[0]] if i == 0 else [x, w, below, state.h[i]], 1)
+            i_, f, g, o = torch.addmm(b, inp, W).chunk(4, 1)
+            c = torch.sigmoid(f) * state.c[i] + torch.sigmoid(i_) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            if i == 0:
+                w, kappa, phi = self._window(h, state.kappa, onehot, text_mask)
+            hs.append(h)
+            cs.append(c)
+            below = h
         out = self.head(torch.cat(hs, 1))
         return out, State(hs, cs, kappa, w), phi
 

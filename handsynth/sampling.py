@@ -87,41 +87,42 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     seeds = line_seeds if line_seeds is not None else list(range(B))
     noise = torch.stack([_noise(options.seed, s, cap) for s in seeds])  # (B, cap, 6)
 
+    weights = model.step_weights()
     state = model.initial_state(B)
     x = torch.zeros(B, 3)
     x[:, 2] = 1.0  # the start token
     if primer is not None and len(primer.offsets):
         p = torch.from_numpy(standardize(primer.offsets, mean, std))
         for t in range(len(p)):
-            _, state, _ = model.step(x, state, onehot, text_mask)
+            _, state, _ = model.step(x, state, onehot, text_mask, weights)
             x = p[t].expand(B, 3).clone()
 
     out_steps = torch.zeros(B, cap, 3)
-    phis = [] if return_phi else None
+    phi_all = torch.zeros(B, cap, U + 1) if return_phi else None
     lengths = torch.full((B,), cap, dtype=torch.long)
-    done = torch.zeros(B, dtype=torch.bool)
     passed = torch.zeros(B, dtype=torch.bool)
     bias = torch.full((B,), float(options.bias))
-    rows = torch.arange(B)
-    cap_t = torch.tensor(caps)
+    caps_t = torch.tensor(caps)
+    rows = torch.arange(B)  # the lines still being written; finished ones leave the batch
     for t in range(cap):
-        out, state, phi = model.step(x, state, onehot, text_mask)
-        x = sample_mixture(out, bias, noise[:, t])
-        out_steps[:, t] = x
+        out, state, phi = model.step(x, state, onehot, text_mask, weights)
+        x = sample_mixture(out, bias[rows], noise[rows, t])
+        out_steps[rows, t] = x
         if return_phi:
-            phis.append(phi.clone())
+            phi_all[rows, t] = phi
         # Graves' stop rule: phi after the last character outweighs every character's phi
-        last = phi[rows, ends]
+        last = phi.gather(1, ends[rows, None]).squeeze(1)
         inside = phi[:, :U].masked_fill(text_mask == 0, -1.0).max(1).values
-        passed |= last > inside
-        stop = passed & ((x[:, 2] > 0.5) | (not options.finish_stroke))
-        stop |= (t + 1) >= cap_t
-        newly = stop & ~done
-        lengths[newly] = t + 1
-        done |= stop
-        if bool(done.all()):
-            break
-    phi_all = torch.stack(phis, 1) if return_phi else None
+        passed[rows] |= last > inside
+        stop = passed[rows] & ((x[:, 2] > 0.5) | (not options.finish_stroke))
+        stop |= (t + 1) >= caps_t[rows]
+        if bool(stop.any()):
+            lengths[rows[stop]] = t + 1
+            keep = ~stop
+            if not bool(keep.any()):
+                break
+            rows, x, state = rows[keep], x[keep], state.select(keep)
+            onehot, text_mask = onehot[keep], text_mask[keep]
     lines = []
     for b in range(B):
         n = int(lengths[b])

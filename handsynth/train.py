@@ -315,6 +315,8 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
         trainer = Trainer(corpus, Path(out), config, tc, progress=progress)
         if resume:
             trainer.resume(Path(out) / "checkpoint.pt" if resume is True else Path(resume))
+            if schedule_steps:  # a deliberate change of the schedule's length on resume
+                trainer.tc = dataclasses.replace(trainer.tc, max_steps=schedule_steps)
         return trainer.run(max_steps, max_minutes)
     finally:
         if distributed:
