@@ -1,4 +1,4 @@
-"""The ``handsynth`` command: write, styles, serve, train, corpus, eval."""
+"""The ``handsynth`` command: write, styles, serve, train, corpus, eval, recognizer."""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +79,17 @@ def _eval(a) -> None:
         print(json.dumps(report["headline"], indent=1))
 
 
+def _recognizer(a) -> None:
+    from .data.corpus import load_corpus
+    from .recognizer import train_recognizer
+    corpus = load_corpus(a.iam, cache_dir=a.cache_dir, progress=not a.quiet)
+    train_recognizer(corpus, a.out, config=a.config, max_steps=a.max_steps, max_minutes=a.max_minutes,
+                     batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every, bf16=not a.no_bf16,
+                     resume=a.resume, schedule_steps=a.schedule_steps, progress=not a.quiet)
+    if not a.quiet:
+        print(Path(a.out) / "recognizer.pt")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="handsynth", description="Typed text in, believable handwriting out.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -129,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=250)
-    t.add_argument("--attention-warmup", type=int, default=500, help="steps of guided attention (0: off)")
+    t.add_argument("--attention-warmup", type=int, default=0, help="steps of guided attention (default 0: off)")
     t.add_argument("--no-bf16", action="store_true", help="train in float32")
     t.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
     t.add_argument("-q", "--quiet", action="store_true")
@@ -153,6 +164,23 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--recognizer", help="recogniser weights (default: the shipped one)")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_eval)
+
+    r = sub.add_parser("recognizer", help="train the online handwriting recogniser that judges legibility")
+    r.add_argument("--iam", required=True, help="IAM-OnDB folder (only its training forms are used)")
+    r.add_argument("--out", default="runs/recognizer", help="folder for checkpoint.pt and recognizer.pt")
+    r.add_argument("--config", choices=["full", "tiny"], default="full")
+    r.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    r.add_argument("--max-minutes", type=float, help="stop after this much wall time")
+    r.add_argument("--schedule-steps", type=int, help="length of the cosine schedule (default: max-steps or 12000)")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--lr", type=float, default=2e-3)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--eval-every", type=int, default=250, help="steps between validation CER and checkpoint")
+    r.add_argument("--no-bf16", action="store_true", help="train in float32")
+    r.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=_recognizer)
     return p
 
 

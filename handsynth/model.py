@@ -81,18 +81,23 @@ class Synthesizer(nn.Module):
         oh[..., 0] = 0
         return oh
 
-    def _window(self, h1, kappa, onehot, text_mask, forced_kappa=None, blend=0.0):
+    def _window(self, h1, kappa, onehot, text_mask, forced_kappa=None, blend=0.0, weights=None):
         """One step of the attention window. Returns (w, kappa, phi) with phi over U+1 positions
-        (the last one is 'after the text', used by the stop rule)."""
+        (the last one is 'after the text', used by the stop rule). ``weights``: the window layer's
+        (W^T, b), already in the matmul dtype (the training loop casts them once)."""
         K = self.config.window_k
-        p = self.window(h1).float().exp()
+        if weights is None:
+            p = self.window(h1).float().exp()
+        else:
+            W, b = weights
+            p = ((h1.to(W.dtype) @ W).float() + b).exp()
         alpha, beta, kstep = p[:, :K], p[:, K:2 * K], p[:, 2 * K:]
         kappa = kappa + kstep * self.config.kappa_scale
         k = kappa if forced_kappa is None else blend * forced_kappa + (1 - blend) * kappa
         U = onehot.shape[1]
         u = torch.arange(U + 1, device=h1.device, dtype=k.dtype)
         phi = (alpha.unsqueeze(2) * torch.exp(-beta.unsqueeze(2) * (k.unsqueeze(2) - u) ** 2)).sum(1)
-        w = torch.bmm((phi[:, :U] * text_mask).unsqueeze(1).to(onehot.dtype), onehot).squeeze(1)
+        w = torch.bmm((phi[:, :U] * text_mask).unsqueeze(1).to(onehot.dtype), onehot).squeeze(1).float()
         return w, kappa, phi
 
     def forward(self, inputs: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
@@ -112,23 +117,28 @@ class Synthesizer(nn.Module):
         W_ih, W_hh = self.cell1.weight_ih, self.cell1.weight_hh
         gx = F.linear(inputs, W_ih[:, :3], self.cell1.bias_ih + self.cell1.bias_hh)
         W_rec = torch.cat([W_ih[:, 3:], W_hh], 1).t()
-        if torch.is_autocast_enabled("cpu"):  # cast once, not at every step's matmul
-            W_rec = W_rec.to(torch.get_autocast_dtype("cpu"))
+        W_win = (self.window.weight.t(), self.window.bias)
+        if torch.is_autocast_enabled("cpu"):
+            # cast the loop's weights and the one-hot text once; inside the loop autocast is off,
+            # so no op pays for dispatch and casting at every one of the T steps
+            dt = torch.get_autocast_dtype("cpu")
+            W_rec, W_win, onehot = W_rec.to(dt), (W_win[0].to(dt), W_win[1]), onehot.to(dt)
+        gx = gx.float().unbind(1)  # unbind, not gx[:, t]: one backward stack, not T full-size zeros
         st = self.initial_state(B)
         h, c, kappa, w = st.h[0], st.c[0], st.kappa, st.w
         hs, ws, phis = [], [], []
-        gx = gx.unbind(1)  # unbind, not gx[:, t]: one backward stack instead of T full-size zeros
         fks = forced_kappa.unbind(1) if forced_kappa is not None else [None] * T
-        for t in range(T):
-            gates = gx[t].float() + (torch.cat([w, h], 1).to(W_rec.dtype) @ W_rec).float()
-            i, f, g, o = gates.chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            w, kappa, phi = self._window(h, kappa, onehot, mask, fks[t], blend)
-            hs.append(h)
-            ws.append(w)
-            if return_phi:
-                phis.append(phi)
+        with torch.autocast("cpu", enabled=False):
+            for t in range(T):
+                gates = gx[t] + (torch.cat([w, h], 1).to(W_rec.dtype) @ W_rec).float()
+                i, f, g, o = gates.chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                w, kappa, phi = self._window(h, kappa, onehot, mask, fks[t], blend, W_win)
+                hs.append(h)
+                ws.append(w)
+                if return_phi:
+                    phis.append(phi)
         h1, wseq = torch.stack(hs, 1), torch.stack(ws, 1)
         outs, below = [h1], h1
         for lstm in self.upper:

@@ -7,6 +7,9 @@ of the network's own kappa and a constant-speed guide that walks each line's tex
 its pen (``kappa_t = t * U / T``); the guide's share falls linearly from 1 to 0. The LSTM learns
 to write characters while the window already sits roughly on the right one, and the network's
 own kappa takes over gradually instead of having to find the alignment from scratch.
+Measured (small config, batch 16, seed 1, validation NLL per line at steps 100 / 200): without it
+684.5 / 236.6, with a 300-step guide 690.2 / 243.9; the window learns to walk the text on its own
+within a few hundred steps (attention plots), so the guide is off by default (``--attention-warmup``).
 
 Distributed: ``torchrun --nproc_per_node N -m handsynth train ...`` runs data-parallel
 (gloo on CPU, nccl on GPU); each rank takes every N-th batch, rank 0 writes checkpoints.
@@ -39,7 +42,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.05    # the cosine decays to lr * min_lr_ratio
     max_steps: int = 20000        # length of the schedule (training may stop earlier by time)
     clip: float = 10.0            # gradient norm clipping
-    attention_warmup: int = 500   # steps over which the guided window hands over (0: off)
+    attention_warmup: int = 0     # steps over which the guided window hands over (0: off; see above)
     max_len: int = 700            # lines with more pen steps are left out, never truncated
     bf16: bool = True             # bfloat16 autocast for the matmuls (loss in float32)
     seed: int = 0
@@ -297,7 +300,7 @@ class Trainer:
 
 
 def train(iam=None, samples=(), out="runs/train", config="full", resume=False, max_steps=None,
-          max_minutes=None, batch_size=32, lr=1e-3, seed=0, eval_every=250, attention_warmup=500,
+          max_minutes=None, batch_size=32, lr=1e-3, seed=0, eval_every=250, attention_warmup=0,
           schedule_steps=None, bf16=True, cache_dir=None, progress=True) -> list[dict]:
     """The ``handsynth train`` command as a function."""
     from .data.corpus import load_corpus
