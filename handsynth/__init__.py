@@ -38,8 +38,6 @@ def available_styles() -> list[Style]:
 
 def load_model(path: str | os.PathLike | None = None) -> "Handwriter":
     """The shipped model, or weights / a checkpoint written by ``handsynth train``."""
-    import torch
-
     from .model import load_checkpoint_model
 
     path = Path(path) if path else DEFAULT_MODEL
@@ -49,7 +47,6 @@ def load_model(path: str | os.PathLike | None = None) -> "Handwriter":
         model, meta = load_checkpoint_model(path)
     except Exception as e:
         raise HandsynthError(f"{path}: not a handsynth model file ({e.__class__.__name__})") from None
-    torch.set_grad_enabled(False)
     return Handwriter(model, Alphabet(meta["alphabet"]), np.array(meta["offset_mean"], np.float32),
                       np.array(meta["offset_std"], np.float32), path)
 

@@ -78,13 +78,25 @@ def training_snapshot(model, alphabet, mean, std, text, png_path, att_path, seed
     attention_plot(line.phi, text, Path(att_path), f"attention window ({len(line.offsets)} steps)")
 
 
+def can_prime(hw, style) -> bool:
+    """Whether the model knows every character of a style's priming text (a model trained on
+    other data than the built-in styles' may not)."""
+    from .errors import HandsynthError
+
+    try:
+        hw.primer(style)
+    except HandsynthError:
+        return False
+    return True
+
+
 def style_sheet(hw, text: str, path, bias: float = 1.0, seed: int = 0, width: int = 1400) -> Path:
     """Every built-in style (and the unprimed model) writing ``text``, one row each, labelled."""
     from matplotlib.figure import Figure
 
     from .styles import builtin_styles
 
-    styles = [None] + list(builtin_styles())
+    styles = [None] + [st for st in builtin_styles() if can_prime(hw, st)]
     text = hw.alphabet.normalize(text)
     rows = []
     for st in styles:
@@ -123,6 +135,40 @@ def drift_report(lines) -> dict:
             "baseline_spread_xheights": float(np.mean(spreads))}
 
 
+def find_recognizer(path=None) -> Path | None:
+    """The recogniser to judge legibility with: ``path`` if given (it must exist), else the
+    shipped ``handsynth/weights/recognizer.pt`` if there is one, else None."""
+    from .errors import HandsynthError
+    from .recognizer import DEFAULT_RECOGNIZER
+
+    if path:
+        if not Path(path).exists():
+            raise HandsynthError(f"{path}: no such recogniser file (train one with `handsynth recognizer`)")
+        return Path(path)
+    return DEFAULT_RECOGNIZER if DEFAULT_RECOGNIZER.exists() else None
+
+
+def legibility(rec, generated: dict, real_offsets: list, real_texts: list) -> dict:
+    """Character error rates of a recogniser: on the generated lines of each style (``generated``
+    maps a style name to its lines) and overall, and on the real lines of the same texts."""
+    from .recognizer import cer, recognize
+
+    per_style, hyps, refs = {}, [], []
+    for name, lines in generated.items():
+        h = recognize(rec, [line.offsets for line in lines])
+        r = [line.text for line in lines]
+        per_style[name] = cer(h, r) if r else float("nan")
+        hyps += h
+        refs += r
+    real_hyps = recognize(rec, real_offsets)
+    known = [c for c in per_style.values() if c == c]
+    return {"cer_generated": cer(hyps, refs), "cer_real": cer(real_hyps, real_texts),
+            "cer_generated_per_style": per_style,
+            "style_gap": max(known) - min(known) if known else float("nan"),  # worst style - best style
+            "examples": [{"text": r, "read_generated": h} for h, r in list(zip(hyps, refs))[:5]],
+            "examples_real": [{"text": r, "read": h} for h, r in list(zip(real_hyps, real_texts))[:5]]}
+
+
 def run_report(model=None, iam=None, out="eval", texts=200, bias=1.0, seed=0, recognizer=None,
                progress=True) -> dict:
     """The ``handsynth eval`` report (JSON + Markdown + a sample sheet) in ``out``."""
@@ -134,8 +180,12 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=1.0, seed=0, re
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hw = handsynth.load_model(model)
+    rec_path = find_recognizer(recognizer)
     t0 = time.time()
-    report: dict = {"model": str(hw.path), "bias": bias, "seed": seed, "texts": texts}
+    report: dict = {"model": str(hw.path), "bias": bias, "seed": seed, "texts": texts,
+                    "sampling": {"bias": bias, "seed": seed, "steps_per_char": SamplingOptions.steps_per_char,
+                                 "finish_stroke": SamplingOptions.finish_stroke},
+                    "recognizer": str(rec_path) if rec_path else None}
     if iam is None:
         raise HandsynthError("eval needs --iam PATH (held-out texts and real lines come from IAM-OnDB)")
     corpus = load_corpus(iam, progress=progress)
@@ -143,17 +193,32 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=1.0, seed=0, re
                                                        TrainConfig(bf16=False))
     test = [i for i in corpus.indices("test") if all(c in hw.alphabet for c in corpus.texts[i])]
     pick = [test[k] for k in np.random.default_rng(seed).permutation(len(test))[:texts]]
+    if not pick:
+        raise HandsynthError(f"{iam}: no test-form lines the model can write; eval needs held-out test forms")
     chosen = [corpus.texts[i] for i in pick]
-    styles = [None] + [s.id for s in handsynth.available_styles()]
+    rec = None
+    if rec_path is not None:  # checked before the slow part
+        from .recognizer import load_recognizer
+        rec = load_recognizer(rec_path)
+        seen = set(rec.meta.get("train_forms", ())) & {corpus.form_ids[i] for i in pick}
+        if seen:
+            raise HandsynthError(f"{rec_path}: the recogniser was trained on {len(seen)} of the held-out test "
+                                 "forms, so its CER would flatter; retrain it with `handsynth recognizer`")
+    styles = [None] + [s.id for s in handsynth.available_styles() if can_prime(hw, s)]
+    report["styles_skipped"] = [s.id for s in handsynth.available_styles() if s.id not in styles]
     per_style = {}
     all_lines = []
+    style_lines = {}
     for k, st in enumerate(styles):
         mine = chosen[k::len(styles)]
+        if not mine:  # fewer texts than styles
+            continue
         lines = []
         for s in range(0, len(mine), 16):
             lines += hw.lines(mine[s:s + 16], style=st, options=SamplingOptions(bias=bias, seed=seed),
                               return_phi=True)
         all_lines += lines
+        style_lines[st or "none"] = lines
         per_style[st or "none"] = {"texts": len(mine),
                                    "completion": float(np.mean([completed(line) for line in lines]))}
     real_lifts = float(np.mean([pen_lifts_per_char(corpus.offsets[i], corpus.texts[i]) for i in pick]))
@@ -162,17 +227,38 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=1.0, seed=0, re
                   pen_lifts_per_char_real=real_lifts, per_style=per_style, **drift_report(all_lines))
     real_drift = [abs(baseline_metrics(corpus.offsets[i])[0]) for i in pick]
     report["baseline_angle_real_deg"] = float(np.mean(real_drift))
-    style_sheet(hw, "The quick brown fox jumps over the lazy dog.", out / "sheet.png", bias=bias, seed=seed)
+    if rec is None:
+        report["legibility"] = "no recogniser available"
+    else:
+        report["legibility"] = legibility(rec, {k: v for k, v in style_lines.items() if v},
+                                          [corpus.offsets[i] for i in pick], chosen)
+        report["legibility"]["recognizer_step"] = rec.meta.get("step")
+        for name, c in report["legibility"]["cer_generated_per_style"].items():
+            per_style[name]["cer"] = c
+    sheet_text = "The quick brown fox jumps over the lazy dog."
+    if not all(c in hw.alphabet for c in sheet_text):  # a model trained on other data
+        sheet_text = chosen[0]
+    style_sheet(hw, sheet_text, out / "sheet.png", bias=bias, seed=seed)
     report["seconds"] = round(time.time() - t0, 1)
     report["headline"] = {k: report[k] for k in ("validation_nll_per_line", "completion",
                                                  "baseline_angle_after_layout_deg", "baseline_spread_xheights",
                                                  "pen_lifts_per_char", "pen_lifts_per_char_real")}
+    if isinstance(report["legibility"], dict):
+        report["headline"].update(legibility_cer=report["legibility"]["cer_generated"],
+                                  legibility_cer_real=report["legibility"]["cer_real"])
+    else:
+        report["headline"]["legibility"] = report["legibility"]
     (out / "report.json").write_text(json.dumps(report, indent=1))
     md = ["# handsynth evaluation", "", f"model `{report['model']}`, bias {bias}, seed {seed}, {len(chosen)} held-out "
           "test-form texts split round-robin over the styles", "", "| metric | value |", "| --- | --- |"]
-    md += [f"| {k} | {v:.3f} |" for k, v in report["headline"].items()]
-    md += ["", "| style | texts | completion |", "| --- | --- | --- |"]
-    md += [f"| {k} | {v['texts']} | {v['completion']:.2f} |" for k, v in per_style.items()]
+    md += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in report["headline"].items()]
+    md += ["", "| style | texts | completion | legibility CER |", "| --- | --- | --- | --- |"]
+    md += [f"| {k} | {v['texts']} | {v['completion']:.2f} | " + (f"{v['cer']:.3f} |" if "cer" in v else "- |")
+           for k, v in per_style.items()]
+    md += ["", f"legibility judge: `{rec_path}`; CER is read by the recogniser on the generated lines and on the "
+           "real test-form lines of the same texts" if rec_path else "legibility: no recogniser available"]
+    if report["styles_skipped"]:
+        md += ["", "styles skipped (the model cannot write their priming text): " + ", ".join(report["styles_skipped"])]
     md += ["", "![sample sheet](sheet.png)", ""]
     (out / "report.md").write_text("\n".join(md))
     return report
