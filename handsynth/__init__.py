@@ -116,16 +116,17 @@ class Handwriter:
 
     def _sample_checked(self, texts, seeds, opts, primer) -> list[Line]:
         """Sample, then resample (with other seeds, a bounded number of times) lines whose window
-        stalled (step cap) or whose writing is far too wide or narrow for its text."""
-        out = sample_lines(self.model, self.alphabet, self.mean, self.std, texts, opts, primer, False, seeds)
+        stalled (step cap) or that hold a word written far too wide for its letters (a stalled
+        or scribbled word)."""
+        out = sample_lines(self.model, self.alphabet, self.mean, self.std, texts, opts, primer, True, seeds)
         for attempt in range(1, MAX_RETRIES + 1):
             bad = [k for k, line in enumerate(out) if not plausible(line)]
             if not bad:
                 break
             redo = sample_lines(self.model, self.alphabet, self.mean, self.std, [texts[k] for k in bad], opts,
-                                primer, False, [seeds[k] + 100_003 * attempt for k in bad])
+                                primer, True, [seeds[k] + 100_003 * attempt for k in bad])
             for k, line in zip(bad, redo):
-                if plausible(line) or line_width(line) < line_width(out[k]):
+                if plausible(line) or badness(line) < badness(out[k]):
                     out[k] = line
         return out
 
@@ -135,7 +136,32 @@ def line_width(line: Line) -> float:
     return float(x.max() - x.min()) if len(x) else 0.0
 
 
-def plausible(line: Line) -> bool:
-    """A written line that reached its end with a sensible width for its characters."""
+def word_widths(line: Line) -> list[tuple[str, float]]:
+    """Each word of the line with the written width (x-heights) of the pen steps the attention
+    window spent on it (``line.phi`` needed)."""
+    if line.phi is None or not len(line.offsets):
+        return []
+    x = np.cumsum(line.offsets[:, 0])
+    focus = line.phi[:, :len(line.text)].argmax(1)
+    out, start = [], 0
+    for word in line.text.split(" "):
+        span = np.flatnonzero((focus >= start) & (focus < start + len(word)))
+        out.append((word, float(np.ptp(x[span])) if len(span) else 0.0))
+        start += len(word) + 1
+    return out
+
+
+def badness(line: Line) -> float:
+    """How far the line is from plausible: 0 when fine; larger for stalled lines and for words
+    far wider than their letters need."""
+    score = 10.0 if line.hit_cap else 0.0
     per_char = line_width(line) / max(len(line.text), 1)
-    return not line.hit_cap and 0.3 * CHAR_WIDTH <= per_char <= 2.2 * CHAR_WIDTH
+    score += max(0.0, per_char / CHAR_WIDTH - 2.2) + max(0.0, 0.3 - per_char / CHAR_WIDTH)
+    for word, width in word_widths(line):
+        score += max(0.0, width / (CHAR_WIDTH * max(len(word), 1)) - 3.5)
+    return score
+
+
+def plausible(line: Line) -> bool:
+    """A written line that reached its end with a sensible width for its characters and words."""
+    return badness(line) == 0.0

@@ -191,3 +191,27 @@ def test_python_api_strokes(hw):
     d = hw.write("api", seed=0)
     assert d.strokes and all(s.ndim == 2 and s.shape[1] == 2 for s in d.strokes)
     assert d.to_png().startswith(b"\x89PNG") and d.to_svg().lstrip().startswith("<?xml")
+
+
+def _line(text, dx_per_char):
+    """A constructed line: 10 pen steps per character with the window on that character."""
+    from handsynth.sampling import Line
+    steps = [(i, dx_per_char[i] / 10) for i in range(len(text)) for _ in range(10)]
+    off = np.array([[dx, 0.05 * (-1) ** k, 0.0] for k, (_, dx) in enumerate(steps)], np.float32)
+    phi = np.zeros((len(steps), len(text) + 1), np.float32)
+    phi[np.arange(len(steps)), [i for i, _ in steps]] = 1.0
+    return Line(text, off, hit_cap=False, phi=phi)
+
+
+def test_stalled_or_stretched_words_are_detected():
+    from handsynth import plausible, word_widths
+    good = _line("ab cd ef", [0.9] * 8)
+    assert plausible(good)
+    assert [w for w, _ in word_widths(good)] == ["ab", "cd", "ef"]
+    stretched = _line("ab cd ef", [0.9, 0.9, 0.9, 4.0, 4.0, 0.9, 0.9, 0.9])  # the line's width is fine
+    assert not plausible(stretched)
+    widths = dict(word_widths(stretched))
+    assert widths["cd"] > 4 * widths["ab"]
+    capped = _line("ab", [0.9, 0.9])
+    capped.hit_cap = True
+    assert not plausible(capped)
