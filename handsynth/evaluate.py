@@ -92,7 +92,6 @@ def can_prime(hw, style) -> bool:
 
 def style_sheet(hw, text: str, path, bias: float = 1.0, seed: int = 0, width: int = 1400) -> Path:
     """Every built-in style (and the unprimed model) writing ``text``, one row each, labelled."""
-    from matplotlib.figure import Figure
 
     from .styles import builtin_styles
 

@@ -108,7 +108,6 @@ class Synthesizer(nn.Module):
         with the learned window position by ``blend`` in [0, 1], is the attention warm-up.
         Returns the head's output (B, T, 1 + 6M), and phi (B, T, U + 1) if asked.
         """
-        cfg = self.config
         B, T, _ = inputs.shape
         onehot = self.onehot(text)
         mask = text_mask.to(inputs.dtype)

@@ -215,3 +215,15 @@ def test_stalled_or_stretched_words_are_detected():
     capped = _line("ab", [0.9, 0.9])
     capped.hit_cap = True
     assert not plausible(capped)
+
+
+def test_style_sheet(tmp_path):
+    out = tmp_path / "sheet.png"
+    r = run_cli("styles", "--sheet", str(out), "--text", "a sheet", "-q")
+    assert r.returncode == 0, r.stderr
+    img = np.asarray(Image.open(out).convert("L"))
+    rows = len(handsynth.available_styles()) + 1  # every style and the model's own hand
+    # ink on every row band of the sheet
+    band = img.shape[0] / rows
+    dark = [(img[int(k * band):int((k + 1) * band)] < 128).sum() for k in range(rows)]
+    assert img.shape[0] > 40 * rows and all(d > 20 for d in dark), dark
