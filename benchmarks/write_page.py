@@ -53,7 +53,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--model")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--bias", type=float, default=1.0)
+    ap.add_argument("--bias", type=float, default=handsynth.SamplingOptions.bias)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     hw = handsynth.load_model(args.model)

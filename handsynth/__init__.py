@@ -2,7 +2,7 @@
 
     import handsynth
     hw = handsynth.load_model()                  # the shipped model (or a path to weights)
-    drawing = hw.write("Dear Ada,\\nthank you!", style="s03", bias=1.0, seed=1)
+    drawing = hw.write("Dear Ada,\\nthank you!", style="s03", bias=2.0, seed=1)
     drawing.save("note.png")                     # .png, .svg or .pdf
     png_bytes, svg_text = drawing.to_png(), drawing.to_svg()
     drawing.strokes                              # list of (n, 2) arrays, page pixels

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import HandsynthError
+from .sampling import SamplingOptions
 
 
 def _write(a) -> None:
@@ -99,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("-o", "--output", required=True, help="output file: .png, .svg or .pdf")
     w.add_argument("--style", help="a built-in style id or name (see `handsynth styles`)")
     w.add_argument("--style-file", help="a JSON sample of your own handwriting (see docs/samples.md)")
-    w.add_argument("--bias", type=float, default=1.0, help="neatness: 0 wild ... 10 very neat (default 1.0)")
+    w.add_argument("--bias", type=float, default=SamplingOptions.bias, help=f"neatness: 0 wild ... 10 very neat (default {SamplingOptions.bias})")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--width", type=int, default=1200, help="page width in pixels (default 1200)")
     w.add_argument("--stroke-width", type=float, default=2.2, help="pen width in pixels")
@@ -115,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("styles", help="list the built-in styles, or render a sheet of them")
     s.add_argument("--sheet", help="write every style writing the same text to this image")
     s.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
-    s.add_argument("--bias", type=float, default=1.0)
+    s.add_argument("--bias", type=float, default=SamplingOptions.bias)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--model")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -159,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--iam", help="IAM-OnDB folder (for validation NLL and real-line comparisons)")
     e.add_argument("--out", default="eval", help="report folder")
     e.add_argument("--texts", type=int, default=200)
-    e.add_argument("--bias", type=float, default=1.0)
+    e.add_argument("--bias", type=float, default=SamplingOptions.bias)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--recognizer", help="recogniser weights (default: the shipped one)")
     e.add_argument("-q", "--quiet", action="store_true")

@@ -90,7 +90,7 @@ def can_prime(hw, style) -> bool:
     return True
 
 
-def style_sheet(hw, text: str, path, bias: float = 1.0, seed: int = 0, width: int = 1400) -> Path:
+def style_sheet(hw, text: str, path, bias: float = SamplingOptions.bias, seed: int = 0, width: int = 1400) -> Path:
     """Every built-in style (and the unprimed model) writing ``text``, one row each, labelled."""
 
     from .styles import builtin_styles
@@ -168,7 +168,7 @@ def legibility(rec, generated: dict, real_offsets: list, real_texts: list) -> di
             "examples_real": [{"text": r, "read": h} for h, r in list(zip(real_hyps, real_texts))[:5]]}
 
 
-def run_report(model=None, iam=None, out="eval", texts=200, bias=1.0, seed=0, recognizer=None,
+def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions.bias, seed=0, recognizer=None,
                progress=True) -> dict:
     """The ``handsynth eval`` report (JSON + Markdown + a sample sheet) in ``out``."""
     import handsynth

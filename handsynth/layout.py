@@ -65,15 +65,19 @@ def wrap(text: str, width: int) -> list[str]:
 
 
 def straighten(offsets: np.ndarray) -> tuple[list, float]:
-    """Line offsets -> strokes with the fitted baseline rotated flat and moved to y = 0.
-    Returns (strokes, the baseline angle in degrees that was removed)."""
+    """Line offsets -> strokes with the fitted baseline rotated flat and moved to y = 0, scaled
+    to unit height (10-90th percentile of y, as in training) so every line of a page has the
+    same size of writing. Returns (strokes, the baseline angle in degrees that was removed)."""
     strokes = offsets_to_strokes(offsets)
     if not strokes:
         return [], 0.0
     slope, intercept, _ = baseline(strokes)
     angle = float(np.arctan(slope))
-    strokes = transform(strokes, dy=-intercept)
-    strokes = transform(strokes, angle=-angle)
+    strokes = transform(transform(strokes, dy=-intercept), angle=-angle)
+    y = np.concatenate(strokes)[:, 1]
+    height = float(np.percentile(y, 90) - np.percentile(y, 10))
+    if height > 0.2:  # leave a dot or a dash alone
+        strokes = transform(strokes, scale=1.0 / height)
     return strokes, float(np.degrees(angle))
 
 

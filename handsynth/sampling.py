@@ -21,7 +21,7 @@ MAX_TEXT_CHARS = 120  # per line; layout wraps longer text
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    bias: float = 1.0             # Graves' sampling bias: higher is neater (0 = unbiased)
+    bias: float = 2.0             # Graves' sampling bias: higher is neater (0 = unbiased); measured, see README
     seed: int = 0
     steps_per_char: float = 35.0  # step cap: 40 + steps_per_char * len(text) (average is ~11)
     finish_stroke: bool = True    # after the window passes the text, end the current stroke first
@@ -98,7 +98,7 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
             x = p[t].expand(B, 3).clone()
 
     out_steps = torch.zeros(B, cap, 3)
-    phi_all = torch.zeros(B, cap, U + 1) if return_phi else None
+    phi_all = torch.zeros(B, cap, U + 1)  # the window's weights, for trimming and for callers
     lengths = torch.full((B,), cap, dtype=torch.long)
     passed = torch.zeros(B, dtype=torch.bool)
     bias = torch.full((B,), float(options.bias))
@@ -108,8 +108,7 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         out, state, phi = model.step(x, state, onehot, text_mask, weights)
         x = sample_mixture(out, bias[rows], noise[rows, t])
         out_steps[rows, t] = x
-        if return_phi:
-            phi_all[rows, t] = phi
+        phi_all[rows, t] = phi
         # Graves' stop rule: phi after the last character outweighs every character's phi
         last = phi.gather(1, ends[rows, None]).squeeze(1)
         inside = phi[:, :U].masked_fill(text_mask == 0, -1.0).max(1).values
@@ -129,8 +128,18 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         off = out_steps[b, :n].numpy().copy()
         off[:, :2] = off[:, :2] * std + mean
         off[-1, 2] = 1.0
-        ph = phi_all[b, :n, len(prefix):int(ends[b]) + 1].numpy() if return_phi else None
-        lines.append(Line(texts[b], off, hit_cap=not bool(passed[b]), phi=ph))
+        ph = phi_all[b, :n, len(prefix):int(ends[b]) + 1].numpy()
+        n = _trim_run_on(off, ph)
+        lines.append(Line(texts[b], off[:n], hit_cap=not bool(passed[b]), phi=ph[:n] if return_phi else None))
     return lines
 
 
+def _trim_run_on(offsets: np.ndarray, phi: np.ndarray) -> int:
+    """Steps to keep: a last stroke written while the window already sat past the final
+    character (a stray mark after the text) is dropped."""
+    stroke_ends = np.flatnonzero(offsets[:, 2] > 0.5)
+    if len(stroke_ends) < 2:
+        return len(offsets)
+    start = stroke_ends[-2] + 1
+    after = phi[start:].argmax(1) == phi.shape[1] - 1
+    return start if after.mean() > 0.9 else len(offsets)

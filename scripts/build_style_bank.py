@@ -35,7 +35,7 @@ def features(strokes, text, raw_height):
 
 
 def describe(slant, lifts, size):
-    joined = "cursive" if lifts < 0.45 else "print" if lifts > 0.8 else "semi-joined"
+    joined = "cursive" if lifts < 0.6 else "print" if lifts > 1.0 else "semi-joined"
     lean = "left-leaning" if slant < -4 else "upright" if slant < 8 else "slanted" if slant < 18 else "very slanted"
     return f"{joined}, {lean}, {size}"
 
@@ -74,7 +74,7 @@ def main():
         from handsynth.styles import Style
         hw = handsynth.load_model(args.model)
         ok = []
-        for c in cands[:60]:
+        for c in cands[:48]:
             style = Style("x", "x", c["text"], tuple(offsets_to_strokes(c["off"])))
             try:
                 lines = hw.lines(CHECK_TEXTS, style=style, options=SamplingOptions(bias=1.0, seed=0))

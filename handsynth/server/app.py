@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import HandsynthError, Handwriter, load_model
 from ..layout import PageOptions, place
 from ..render import Drawing, Ink
+from ..sampling import SamplingOptions
 from ..styles import MAX_CHARS as SAMPLE_MAX_CHARS
 from ..styles import MIN_CHARS as SAMPLE_MIN_CHARS
 from ..styles import MIN_POINTS as SAMPLE_MIN_POINTS
@@ -90,7 +91,7 @@ class WriteRequest(BaseModel):
                                         f"{MAX_TEXT_CHARS} characters (server setting)")
     style: str | None = Field(None, max_length=MAX_STYLE_ID, description="a built-in style id or name (GET /v1/styles)")
     style_sample: StyleSample | None = Field(None, description="your own handwriting as the style")
-    bias: float = Field(1.0, ge=0.0, le=10.0, description="legibility: 0 wild ... 10 very neat")
+    bias: float = Field(SamplingOptions.bias, ge=0.0, le=10.0, description="legibility: 0 wild ... 10 very neat")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed gives the same drawing")
     format: Literal["png", "svg", "pdf"] = "png"
     stroke_width: float = Field(2.2, ge=0.5, le=20.0, description="pen width in pixels")
