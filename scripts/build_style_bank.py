@@ -69,7 +69,8 @@ def main():
 
     if args.model:
         import handsynth
-        from handsynth import plausible
+        from handsynth import line_width, plausible
+        from handsynth.layout import CHAR_WIDTH
         from handsynth.sampling import SamplingOptions
         from handsynth.styles import Style
         hw = handsynth.load_model(args.model)
@@ -80,7 +81,9 @@ def main():
                 lines = hw.lines(CHECK_TEXTS, style=style, options=SamplingOptions(bias=1.0, seed=0))
             except handsynth.HandsynthError:
                 continue
-            c["ok"] = sum(plausible(x) for x in lines)
+            # plausible (no stalled line or over-wide word) and not cramped (the primer's size
+            # and spacing carried over so tightly that letters run together)
+            c["ok"] = sum(plausible(x) and line_width(x) / len(x.text) >= 0.6 * CHAR_WIDTH for x in lines)
             print(c["line_id"], c["ok"], f"{c['slant']:.1f}", f"{c['lifts']:.2f}", c["size"], flush=True)
             if c["ok"] == len(CHECK_TEXTS):
                 ok.append(c)

@@ -6,7 +6,7 @@ import torch
 
 from handsynth.cli import main
 from handsynth.evaluate import baseline_metrics, completed, pen_lifts_per_char, run_report
-from handsynth.sampling import Line
+from handsynth.sampling import Line, SamplingOptions
 from handsynth.strokes import strokes_to_offsets, transform
 
 
@@ -111,7 +111,7 @@ def test_eval_command_end_to_end(tiny_model, held_out_iam, tiny_recognizer, tiny
     assert (out / "sheet.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "legibility_cer" in md and "sheet.png" in md
-    assert report["seed"] == 0 and report["bias"] == 1.0 and report["recognizer"] == str(tiny_recognizer)
+    assert report["seed"] == 0 and report["bias"] == SamplingOptions.bias and report["recognizer"] == str(tiny_recognizer)
     assert np.isfinite(report["validation_nll_per_line"])
     assert 0 <= report["completion"] <= 1
     assert report["baseline_angle_after_layout_deg"] >= 0 and report["baseline_spread_xheights"] >= 0
