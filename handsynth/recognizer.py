@@ -32,7 +32,7 @@ from torch import nn
 
 from .alphabet import Alphabet
 from .errors import HandsynthError
-from .train import atomic_save
+from .train import atomic_save, read_checkpoint, restore_loop_state
 
 DEFAULT_RECOGNIZER = Path(__file__).with_name("weights") / "recognizer.pt"
 FEATURES = 4
@@ -304,25 +304,13 @@ class _Run:
             self.export(ckpt, validation_cer)
 
     def resume(self, path: Path) -> None:
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise HandsynthError(f"{path}: no checkpoint to resume from") from None
-        except Exception as e:
-            raise HandsynthError(f"{path}: not a readable recogniser checkpoint ({e.__class__.__name__})") from None
-        if ck.get("kind") != "recognizer" or "optimizer" not in ck:
+        ck = read_checkpoint(path, self.alphabet.chars, self.model.config.to_dict(), "recogniser")
+        if ck.get("kind") != "recognizer":
             raise HandsynthError(f"{path}: not a recogniser training checkpoint")
-        if ck["alphabet"] != self.alphabet.chars or ck["config"] != self.model.config.to_dict():
-            raise HandsynthError(f"{path}: the checkpoint's network or alphabet differs from this run's "
-                                 "(same --config and data needed to resume)")
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
-        self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        restore_loop_state(self, ck)
         self.best = ck["best"]
         self.mean = self.model.mean = np.array(ck["offset_mean"], np.float32)
         self.std = self.model.std = np.array(ck["offset_std"], np.float32)
-        torch.set_rng_state(ck["rng"])
-        self.history = json.loads(ck["history"])
         self.tc = RecognizerTrainConfig(**ck["train_config"])
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:

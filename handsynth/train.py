@@ -125,6 +125,32 @@ def export_weights(ckpt: dict, path: Path, dtype=torch.float16) -> None:
     atomic_save(keep, path)
 
 
+def read_checkpoint(path: Path, alphabet: str, config: dict, what: str = "handsynth") -> dict:
+    """A training checkpoint to resume from, checked against this run's alphabet and network
+    config; a clear ``HandsynthError`` otherwise."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise HandsynthError(f"{path}: no checkpoint to resume from") from None
+    except Exception as e:
+        raise HandsynthError(f"{path}: not a readable {what} checkpoint ({e.__class__.__name__})") from None
+    if "optimizer" not in ck:
+        raise HandsynthError(f"{path}: not a {what} training checkpoint")
+    if ck["alphabet"] != alphabet or ck["config"] != config:
+        raise HandsynthError(f"{path}: the checkpoint's network or alphabet differs from this run's "
+                             "(same --config and data needed to resume)")
+    return ck
+
+
+def restore_loop_state(trainer, ck: dict) -> None:
+    """What every trainer restores: weights, optimiser, position in the data, RNG, history."""
+    trainer.model.load_state_dict(ck["model"])
+    trainer.opt.load_state_dict(ck["optimizer"])
+    trainer.step, trainer.epoch, trainer.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+    torch.set_rng_state(ck["rng"])
+    trainer.history = json.loads(ck["history"])
+
+
 @dataclass
 class Trainer:
     corpus: Corpus
@@ -177,23 +203,11 @@ class Trainer:
         return path
 
     def resume(self, path: Path) -> None:
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise HandsynthError(f"{path}: no checkpoint to resume from") from None
-        except Exception as e:
-            raise HandsynthError(f"{path}: not a readable handsynth checkpoint ({e.__class__.__name__})") from None
-        if ck["alphabet"] != self.alphabet.chars or ck["config"] != self.model.config.to_dict():
-            raise HandsynthError(f"{path}: the checkpoint's model or alphabet differs from this run's "
-                                 "(same --config and data needed to resume)")
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
-        self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        ck = read_checkpoint(path, self.alphabet.chars, self.model.config.to_dict())
+        restore_loop_state(self, ck)
         self.skipped = ck.get("skipped", 0)
         self.mean = np.array(ck["offset_mean"], np.float32)
         self.std = np.array(ck["offset_std"], np.float32)
-        torch.set_rng_state(ck["rng"])
-        self.history = json.loads(ck["history"])
         self.tc = TrainConfig(**ck["train_config"])
 
     # -- data -------------------------------------------------------------------------------
