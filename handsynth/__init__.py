@@ -74,8 +74,12 @@ class Handwriter:
         return Primer(style.offsets(), text)
 
     def lines(self, texts: list[str], style=None, options: SamplingOptions = SamplingOptions(),
-              line_seeds: list[int] | None = None, return_phi: bool = False) -> list[Line]:
-        """Sample single lines (no layout), e.g. for evaluation."""
+              line_seeds: list[int] | None = None, return_phi: bool = False, resample: bool = False) -> list[Line]:
+        """Sample single lines (no layout), e.g. for evaluation. ``resample``: as ``write`` does,
+        resample lines that stalled or hold a far too wide word (their phi is then returned)."""
+        if resample:
+            seeds = line_seeds if line_seeds is not None else list(range(len(texts)))
+            return self._sample_checked(texts, seeds, options, self.primer(style))
         return sample_lines(self.model, self.alphabet, self.mean, self.std, texts, options,
                             self.primer(style), return_phi, line_seeds)
 

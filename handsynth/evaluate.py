@@ -183,7 +183,8 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     t0 = time.time()
     report: dict = {"model": str(hw.path), "bias": bias, "seed": seed, "texts": texts,
                     "sampling": {"bias": bias, "seed": seed, "steps_per_char": SamplingOptions.steps_per_char,
-                                 "finish_stroke": SamplingOptions.finish_stroke},
+                                 "finish_stroke": SamplingOptions.finish_stroke, "bf16": SamplingOptions.bf16,
+                                 "resampled_like_write": True},
                     "recognizer": str(rec_path) if rec_path else None}
     if iam is None:
         raise HandsynthError("eval needs --iam PATH (held-out texts and real lines come from IAM-OnDB)")
@@ -214,8 +215,9 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
             continue
         lines = []
         for s in range(0, len(mine), 16):
+            # as `write` samples: implausible lines (stalled, a far too wide word) are resampled
             lines += hw.lines(mine[s:s + 16], style=st, options=SamplingOptions(bias=bias, seed=seed),
-                              return_phi=True)
+                              line_seeds=list(range(s, s + len(mine[s:s + 16]))), return_phi=True, resample=True)
         all_lines += lines
         style_lines[st or "none"] = lines
         per_style[st or "none"] = {"texts": len(mine),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -147,32 +148,52 @@ class Synthesizer(nn.Module):
         return (out, torch.stack(phis, 1)) if return_phi else out
 
     @torch.no_grad()
-    def step_weights(self) -> list:
-        """Per layer, the input and recurrent weights stacked into one (in, 4H) matrix and the
-        summed biases, so a sampling step is one matmul per layer. Computed once per batch."""
+    def step_weights(self, dtype: torch.dtype = torch.float32) -> dict:
+        """The weights of a sampling step, prepared once per batch: per layer the input and
+        recurrent weights stacked into one (in, 4H) matrix with the summed bias, so a layer is one
+        matmul; the head likewise. ``dtype`` bfloat16 halves the memory each step streams (the
+        model is trained with bfloat16 matmuls); the window, whose position accumulates over the
+        line, stays in float32 with ``log(kappa_scale)`` folded into its bias."""
         layers = [(self.cell1.weight_ih, self.cell1.weight_hh, self.cell1.bias_ih, self.cell1.bias_hh)]
         layers += [(m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0) for m in self.upper]
-        return [(torch.cat([wi, wh], 1).t().contiguous(), bi + bh) for wi, wh, bi, bh in layers]
+        K = self.config.window_k
+        wb = self.window.bias.detach().clone()
+        wb[2 * K:] += math.log(self.config.kappa_scale)
+        return {"layers": [(torch.cat([wi, wh], 1).t().contiguous().to(dtype), (bi + bh).to(dtype))
+                           for wi, wh, bi, bh in layers],
+                "window": (self.window.weight.t().contiguous(), wb),
+                "head": (self.head.weight.t().contiguous().to(dtype), self.head.bias.to(dtype))}
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, state: State, onehot: torch.Tensor, text_mask: torch.Tensor,
-             weights: list | None = None):
-        """One pen step for sampling: x (B, 3) -> (head output (B, 1 + 6M), new state, phi (B, U + 1)).
-        ``weights`` from ``step_weights()`` saves re-stacking them at every step."""
+    def step(self, x: torch.Tensor, state: State, onehot: torch.Tensor, text_mask: torch.Tensor | None = None,
+             weights: dict | None = None):
+        """One pen step for sampling: x (B, 3) -> (head output (B, 1 + 6M) float32, new state,
+        phi (B, U + 1)). ``weights`` from ``step_weights()`` saves preparing them at every step.
+        ``onehot``'s padding rows are zero, so ``text_mask`` is not needed here (kept for symmetry
+        with ``forward``)."""
         weights = weights or self.step_weights()
-        hs, cs, w, kappa, phi = [], [], state.w, state.kappa, None
-        below = None
-        for i, (W, b) in enumerate(weights):
+        K, H = self.config.window_k, self.config.hidden
+        Ww, wb = weights["window"]
+        Wh, hb = weights["head"]
+        dt = Wh.dtype
+        U = onehot.shape[1]
+        hs, cs, w, kappa, phi, below = [], [], state.w, state.kappa, None, None
+        for i, (W, b) in enumerate(weights["layers"]):
             inp = torch.cat([x, w, state.h[0]] if i == 0 else [x, w, below, state.h[i]], 1)
-            i_, f, g, o = torch.addmm(b, inp, W).chunk(4, 1)
-            c = torch.sigmoid(f) * state.c[i] + torch.sigmoid(i_) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            if i == 0:
-                w, kappa, phi = self._window(h, state.kappa, onehot, text_mask)
+            gates = torch.addmm(b, inp.to(dt), W).float()
+            s = gates.sigmoid()
+            c = torch.addcmul(s[:, H:2 * H] * state.c[i], s[:, :H], gates[:, 2 * H:3 * H].tanh())
+            h = s[:, 3 * H:] * c.tanh()
+            if i == 0:  # the window (as in _window, in float32)
+                alpha, beta, kstep = torch.addmm(wb, h, Ww).exp().unsqueeze(2).split(K, 1)
+                kappa = state.kappa + kstep.squeeze(2)
+                u = torch.arange(U + 1, dtype=h.dtype)
+                phi = (alpha * torch.exp(-beta * (kappa.unsqueeze(2) - u).square())).sum(1)
+                w = torch.bmm(phi[:, None, :U].to(onehot.dtype), onehot).squeeze(1).float()
             hs.append(h)
             cs.append(c)
             below = h
-        out = self.head(torch.cat(hs, 1))
+        out = torch.addmm(hb, torch.cat(hs, 1).to(dt), Wh).float()
         return out, State(hs, cs, kappa, w), phi
 
 
@@ -205,24 +226,30 @@ def log_likelihood(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return log_xy + log_e
 
 
-def sample_mixture(out: torch.Tensor, bias: float | torch.Tensor = 0.0, noise: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one (dx, dy, end_of_stroke) per row of ``out`` (B, 1 + 6M) with the given bias.
-    ``noise`` (B, 6): uniforms in columns 0-3 and standard normals in 4-5, drawn from
-    ``generator`` when not given."""
-    e_hat, log_pi, mu1, mu2, ls1, ls2, rho = mixture_params(out, bias)
+def sample_mixture(out, bias=0.0, noise=None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Draw one (dx, dy, end_of_stroke) per row of ``out`` (B, 1 + 6M), with Graves' bias (a
+    number or one per row): the same distribution as ``mixture_params`` describes. ``noise``
+    (B, 6): uniforms in columns 0-3 and standard normals in 4-5, drawn from ``rng`` when not
+    given. Works in numpy: per pen step of sampling this is a few dozen operations on tiny
+    arrays, where numpy's per-call cost is a fraction of torch's."""
+    out = np.asarray(out, np.float32)
+    B, M = out.shape[0], (out.shape[1] - 1) // 6
+    b = np.broadcast_to(np.asarray(bias, np.float32), (B,))
     if noise is None:
-        B = out.shape[0]
-        noise = torch.cat([torch.rand(B, 4, generator=generator), torch.randn(B, 2, generator=generator)], 1)
-    cdf = log_pi.exp().cumsum(-1)
-    k = torch.searchsorted(cdf, (noise[:, :1] * cdf[:, -1:]).contiguous()).clamp(max=log_pi.shape[-1] - 1)
-    pick = lambda t: t.gather(1, k).squeeze(1)  # noqa: E731
-    m1, m2, s1, s2, r = pick(mu1), pick(mu2), pick(ls1).exp(), pick(ls2).exp(), pick(rho)
+        rng = rng if rng is not None else np.random.default_rng()
+        noise = np.concatenate([rng.random((B, 4)), rng.standard_normal((B, 2))], 1)
+    noise = np.asarray(noise, np.float32)
+    pi_hat = out[:, 1:1 + M] * (1 + b[:, None])
+    cdf = np.exp(pi_hat - pi_hat.max(1, keepdims=True)).cumsum(1)
+    k = np.minimum((cdf < noise[:, :1] * cdf[:, -1:]).sum(1), M - 1)
+    cols = 1 + k + M * np.arange(1, 6)[:, None]          # (5, B): mu1, mu2, log s1, log s2, rho_hat
+    m1, m2, ls1, ls2, rho_hat = out[np.arange(B), cols]
+    s1, s2, r = np.exp(ls1 - b), np.exp(ls2 - b), np.tanh(rho_hat) * (1 - 1e-5)
     n1, n2 = noise[:, 4], noise[:, 5]
     x = m1 + s1 * n1
-    y = m2 + s2 * (r * n1 + torch.sqrt(1 - r ** 2) * n2)
-    e = (noise[:, 1] < torch.sigmoid(e_hat)).float()
-    return torch.stack([x, y, e], 1)
+    y = m2 + s2 * (r * n1 + np.sqrt(1 - r * r) * n2)
+    e = (noise[:, 1] < 1 / (1 + np.exp(-out[:, 0]))).astype(np.float32)
+    return np.stack([x, y, e], 1)
 
 
 def load_checkpoint_model(path, map_location="cpu") -> tuple[Synthesizer, dict]:

@@ -43,7 +43,7 @@ class RecognizerConfig:
     alphabet_size: int = 82        # characters + the blank 0 (set from the corpus)
     conv_channels: int = 128
     kernel: int = 5
-    strides: tuple = (1, 2, 1)     # one convolution per entry; the product shortens the sequence
+    strides: tuple = (1, 2, 2)     # one convolution per entry; the product (4) shortens the sequence
     hidden: int = 192              # per direction
     layers: int = 2
     dropout: float = 0.2

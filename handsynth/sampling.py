@@ -25,6 +25,7 @@ class SamplingOptions:
     seed: int = 0
     steps_per_char: float = 35.0  # step cap: 40 + steps_per_char * len(text) (average is ~11)
     finish_stroke: bool = True    # after the window passes the text, end the current stroke first
+    bf16: bool = True             # bfloat16 matmuls (as in training); False: float32 throughout
 
 
 @dataclass
@@ -79,56 +80,59 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     for b, f in enumerate(full):
         codes[b, :len(f)] = alphabet.encode(f)
     text = torch.from_numpy(codes)
-    text_mask = (text > 0).float()
     onehot = model.onehot(text)
-    ends = torch.tensor([len(f) for f in full])
-    caps = [int(40 + options.steps_per_char * len(t)) for t in texts]
-    cap = max(caps)
+    ends = np.array([len(f) for f in full])
+    caps = np.array([int(40 + options.steps_per_char * len(t)) for t in texts])
+    cap = int(caps.max())
     seeds = line_seeds if line_seeds is not None else list(range(B))
-    noise = torch.stack([_noise(options.seed, s, cap) for s in seeds])  # (B, cap, 6)
+    noise = torch.stack([_noise(options.seed, s, cap) for s in seeds]).numpy()  # (B, cap, 6)
 
-    weights = model.step_weights()
+    weights = model.step_weights(torch.bfloat16 if options.bf16 else torch.float32)
     state = model.initial_state(B)
     x = torch.zeros(B, 3)
     x[:, 2] = 1.0  # the start token
     if primer is not None and len(primer.offsets):
         p = torch.from_numpy(standardize(primer.offsets, mean, std))
         for t in range(len(p)):
-            _, state, _ = model.step(x, state, onehot, text_mask, weights)
+            _, state, _ = model.step(x, state, onehot, None, weights)
             x = p[t].expand(B, 3).clone()
 
-    out_steps = torch.zeros(B, cap, 3)
-    phi_all = torch.zeros(B, cap, U + 1)  # the window's weights, for trimming and for callers
-    lengths = torch.full((B,), cap, dtype=torch.long)
-    passed = torch.zeros(B, dtype=torch.bool)
-    bias = torch.full((B,), float(options.bias))
-    caps_t = torch.tensor(caps)
-    rows = torch.arange(B)  # the lines still being written; finished ones leave the batch
+    # the loop's bookkeeping is numpy: per step it is a few dozen operations on tiny arrays
+    out_steps = np.zeros((B, cap, 3), np.float32)
+    phi_all = np.zeros((B, cap, U + 1), np.float32)  # the window's weights, for trimming and for callers
+    lengths = np.full(B, cap)
+    passed = np.zeros(B, bool)
+    bias = np.full(B, float(options.bias), np.float32)
+    outside = np.where(codes > 0, 0.0, -np.inf).astype(np.float32)  # padding never counts as 'inside'
+    rows = np.arange(B)  # the lines still being written; finished ones leave the batch
     for t in range(cap):
-        out, state, phi = model.step(x, state, onehot, text_mask, weights)
-        x = sample_mixture(out, bias[rows], noise[rows, t])
-        out_steps[rows, t] = x
-        phi_all[rows, t] = phi
+        out, state, phi = model.step(x, state, onehot, None, weights)
+        ph = phi.numpy()
+        xs = sample_mixture(out.numpy(), bias[rows], noise[rows, t])
+        out_steps[rows, t] = xs
+        phi_all[rows, t] = ph
         # Graves' stop rule: phi after the last character outweighs every character's phi
-        last = phi.gather(1, ends[rows, None]).squeeze(1)
-        inside = phi[:, :U].masked_fill(text_mask == 0, -1.0).max(1).values
+        last = ph[np.arange(len(rows)), ends[rows]]
+        inside = (ph[:, :U] + outside[rows]).max(1)
         passed[rows] |= last > inside
-        stop = passed[rows] & ((x[:, 2] > 0.5) | (not options.finish_stroke))
-        stop |= (t + 1) >= caps_t[rows]
-        if bool(stop.any()):
+        stop = passed[rows] & ((xs[:, 2] > 0.5) | (not options.finish_stroke))
+        stop |= (t + 1) >= caps[rows]
+        if stop.any():
             lengths[rows[stop]] = t + 1
             keep = ~stop
-            if not bool(keep.any()):
+            if not keep.any():
                 break
-            rows, x, state = rows[keep], x[keep], state.select(keep)
-            onehot, text_mask = onehot[keep], text_mask[keep]
+            rows, xs = rows[keep], xs[keep]
+            keep_t = torch.from_numpy(keep)
+            state, onehot = state.select(keep_t), onehot[keep_t]
+        x = torch.from_numpy(xs)
     lines = []
     for b in range(B):
         n = int(lengths[b])
-        off = out_steps[b, :n].numpy().copy()
+        off = out_steps[b, :n].copy()
         off[:, :2] = off[:, :2] * std + mean
         off[-1, 2] = 1.0
-        ph = phi_all[b, :n, len(prefix):int(ends[b]) + 1].numpy()
+        ph = phi_all[b, :n, len(prefix):int(ends[b]) + 1]
         n = _trim_run_on(off, ph)
         lines.append(Line(texts[b], off[:n], hit_cap=not bool(passed[b]), phi=ph[:n] if return_phi else None))
     return lines

@@ -1,11 +1,13 @@
 """Build the built-in style bank (handsynth/styles/bank.json) from held-out IAM-OnDB lines.
 
-    python scripts/build_style_bank.py --iam PATH [--model handsynth/weights/default.pt] [--count 12]
+    python scripts/build_style_bank.py --iam PATH [--model handsynth/weights/default.pt]
+        [--recognizer handsynth/weights/recognizer.pt] [--max-cer 0.2] [--count 12]
 
 Candidates are short lines (24-44 characters) of distinct test-split forms (never trained on).
 Each is described by measured features (slant, joined-up-ness, size) and, with --model, checked
-by priming the model with it and writing three texts: a candidate is kept only if every text is
-written in full with a sensible width. The final bank spreads over the feature space. Only a
+by priming the model with it and writing four texts at the default bias: a candidate is kept only
+if every text is written in full with a sensible width and, with --recognizer, the recogniser
+reads the four lines with a character error rate of at most --max-cer. The final bank spreads over the feature space. Only a
 dozen short lines are kept (with attribution), as the IAM-OnDB terms allow for style primers.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from handsynth.data.corpus import split_of
 from handsynth.strokes import Normalization, normalize_line, offsets_to_strokes
 
 CHECK_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Meet me at 10:30 on Friday, ok?",
-               "handwriting synthesis"]
+               "handwriting synthesis", "Dots and crosses of i, j, t, x, f and k."]
 
 
 def features(strokes, text, raw_height):
@@ -44,6 +46,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iam", required=True)
     ap.add_argument("--model")
+    ap.add_argument("--recognizer", help="judge each candidate's lines with this recogniser")
+    ap.add_argument("--max-cer", type=float, default=0.2)
+    ap.add_argument("--candidates", type=int, default=72, help="candidates checked with the model")
     ap.add_argument("--count", type=int, default=12)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "handsynth/styles/bank.json"))
     args = ap.parse_args()
@@ -74,18 +79,24 @@ def main():
         from handsynth.sampling import SamplingOptions
         from handsynth.styles import Style
         hw = handsynth.load_model(args.model)
+        rec = None
+        if args.recognizer:
+            from handsynth.recognizer import cer, load_recognizer, recognize
+            rec = load_recognizer(args.recognizer)
         ok = []
-        for c in cands[:48]:
+        for c in cands[:args.candidates]:
             style = Style("x", "x", c["text"], tuple(offsets_to_strokes(c["off"])))
             try:
-                lines = hw.lines(CHECK_TEXTS, style=style, options=SamplingOptions(bias=1.0, seed=0))
+                lines = hw.lines(CHECK_TEXTS, style=style, options=SamplingOptions(seed=0))
             except handsynth.HandsynthError:
                 continue
             # plausible (no stalled line or over-wide word) and not cramped (the primer's size
             # and spacing carried over so tightly that letters run together)
             c["ok"] = sum(plausible(x) and line_width(x) / len(x.text) >= 0.6 * CHAR_WIDTH for x in lines)
-            print(c["line_id"], c["ok"], f"{c['slant']:.1f}", f"{c['lifts']:.2f}", c["size"], flush=True)
-            if c["ok"] == len(CHECK_TEXTS):
+            c["cer"] = cer(recognize(rec, [x.offsets for x in lines]), CHECK_TEXTS) if rec else 0.0
+            print(c["line_id"], c["ok"], f"cer {c['cer']:.3f}", f"{c['slant']:.1f}", f"{c['lifts']:.2f}", c["size"],
+                  flush=True)
+            if c["ok"] == len(CHECK_TEXTS) and c["cer"] <= args.max_cer:
                 ok.append(c)
         cands = ok
     # spread over (slant, joined-up-ness, size): greedy farthest-point selection

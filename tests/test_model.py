@@ -43,9 +43,10 @@ def test_bias_sharpens():
     _, lp2, *_ , ls2, _ = mixture_params(out, 2.0)
     assert float(lp2.exp().max()) > float(lp0.exp().max())
     assert torch.allclose(ls2, ls0 - 2.0)
-    g = torch.Generator().manual_seed(0)
-    many = torch.cat([sample_mixture(out, 5.0, generator=g) for _ in range(200)])
-    few = torch.cat([sample_mixture(out, 0.0, generator=g) for _ in range(200)])
+    rng = np.random.default_rng(0)
+    many = np.concatenate([sample_mixture(out, 5.0, rng=rng) for _ in range(200)])
+    few = np.concatenate([sample_mixture(out, 0.0, rng=rng) for _ in range(200)])
+    assert many.shape == (200, 3) and set(np.unique(many[:, 2])) <= {0.0, 1.0}
     assert many[:, :2].std() < few[:, :2].std()
 
 
@@ -92,3 +93,22 @@ def test_full_config_has_reference_size():
     assert m.config.outputs == 121
     out = m(torch.zeros(1, 4, 3), torch.tensor([[1, 2]]), torch.ones(1, 2))
     assert out.shape == (1, 4, 121)
+
+
+def test_sample_mixture_draws_from_the_described_mixture():
+    M = 2
+    out = np.zeros((4000, 1 + 6 * M), np.float32)
+    out[:, 0] = 0.3                      # eos probability sigmoid(0.3) = 0.574
+    out[:, 1:3] = [8.0, -8.0]            # nearly all weight on component 0
+    out[:, 3:5] = [1.0, 50.0]            # mu1
+    out[:, 5:7] = [-2.0, 50.0]           # mu2
+    out[:, 7:9] = [math.log(0.5), 0.0]   # log sigma1
+    out[:, 9:11] = [math.log(2.0), 0.0]  # log sigma2
+    out[:, 11:13] = [math.atanh(0.6), 0.0]
+    xs = sample_mixture(out, 0.0, rng=np.random.default_rng(1))
+    assert abs(xs[:, 0].mean() - 1.0) < 0.05 and abs(xs[:, 1].mean() + 2.0) < 0.15
+    assert abs(xs[:, 0].std() - 0.5) < 0.03 and abs(xs[:, 1].std() - 2.0) < 0.1
+    assert abs(np.corrcoef(xs[:, 0], xs[:, 1])[0, 1] - 0.6) < 0.05
+    assert abs(xs[:, 2].mean() - 1 / (1 + math.exp(-0.3))) < 0.03
+    biased = sample_mixture(out, 1.0, rng=np.random.default_rng(1))  # sigma / e
+    assert abs(biased[:, 0].std() - 0.5 / math.e) < 0.02
