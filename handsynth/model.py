@@ -164,6 +164,27 @@ class Synthesizer(nn.Module):
                 "window": (self.window.weight.t().contiguous(), wb),
                 "head": (self.head.weight.t().contiguous().to(dtype), self.head.bias.to(dtype))}
 
+    @staticmethod
+    def _cell(inp, h, c, W, b, H):
+        """One LSTM cell step from stacked weights: gates = [inp, h] @ W + b (in W's dtype)."""
+        gates = torch.addmm(b, torch.cat([inp, h], 1).to(W.dtype), W).float()
+        s = gates.sigmoid()
+        c = torch.addcmul(s[:, H:2 * H] * c, s[:, :H], gates[:, 2 * H:3 * H].tanh())
+        return s[:, 3 * H:] * c.tanh(), c
+
+    def _layer1_step(self, x, h, c, kappa, w, onehot, weights):
+        """Layer 1 and the window for one pen step (float32 window, as in ``_window``)."""
+        K, H, U = self.config.window_k, self.config.hidden, onehot.shape[1]
+        W, b = weights["layers"][0]
+        Ww, wb = weights["window"]
+        h, c = self._cell(torch.cat([x, w], 1), h, c, W, b, H)
+        alpha, beta, kstep = torch.addmm(wb, h, Ww).exp().unsqueeze(2).split(K, 1)
+        kappa = kappa + kstep.squeeze(2)
+        u = torch.arange(U + 1, dtype=h.dtype)
+        phi = (alpha * torch.exp(-beta * (kappa.unsqueeze(2) - u).square())).sum(1)
+        w = torch.bmm(phi[:, None, :U].to(onehot.dtype), onehot).squeeze(1).float()
+        return h, c, kappa, w, phi
+
     @torch.no_grad()
     def step(self, x: torch.Tensor, state: State, onehot: torch.Tensor, text_mask: torch.Tensor | None = None,
              weights: dict | None = None):
@@ -172,29 +193,38 @@ class Synthesizer(nn.Module):
         ``onehot``'s padding rows are zero, so ``text_mask`` is not needed here (kept for symmetry
         with ``forward``)."""
         weights = weights or self.step_weights()
-        K, H = self.config.window_k, self.config.hidden
-        Ww, wb = weights["window"]
-        Wh, hb = weights["head"]
-        dt = Wh.dtype
-        U = onehot.shape[1]
-        hs, cs, w, kappa, phi, below = [], [], state.w, state.kappa, None, None
-        for i, (W, b) in enumerate(weights["layers"]):
-            inp = torch.cat([x, w, state.h[0]] if i == 0 else [x, w, below, state.h[i]], 1)
-            gates = torch.addmm(b, inp.to(dt), W).float()
-            s = gates.sigmoid()
-            c = torch.addcmul(s[:, H:2 * H] * state.c[i], s[:, :H], gates[:, 2 * H:3 * H].tanh())
-            h = s[:, 3 * H:] * c.tanh()
-            if i == 0:  # the window (as in _window, in float32)
-                alpha, beta, kstep = torch.addmm(wb, h, Ww).exp().unsqueeze(2).split(K, 1)
-                kappa = state.kappa + kstep.squeeze(2)
-                u = torch.arange(U + 1, dtype=h.dtype)
-                phi = (alpha * torch.exp(-beta * (kappa.unsqueeze(2) - u).square())).sum(1)
-                w = torch.bmm(phi[:, None, :U].to(onehot.dtype), onehot).squeeze(1).float()
+        H = self.config.hidden
+        h, c, kappa, w, phi = self._layer1_step(x, state.h[0], state.c[0], state.kappa, state.w, onehot, weights)
+        hs, cs = [h], [c]
+        for i, (W, b) in enumerate(weights["layers"][1:], 1):
+            h, c = self._cell(torch.cat([x, w, h], 1), state.h[i], state.c[i], W, b, H)
             hs.append(h)
             cs.append(c)
-            below = h
-        out = torch.addmm(hb, torch.cat(hs, 1).to(dt), Wh).float()
+        Wh, hb = weights["head"]
+        out = torch.addmm(hb, torch.cat(hs, 1).to(Wh.dtype), Wh).float()
         return out, State(hs, cs, kappa, w), phi
+
+    @torch.no_grad()
+    def prime(self, inputs: torch.Tensor, onehot: torch.Tensor, weights: dict | None = None) -> State:
+        """The state after feeding ``inputs`` (B, T, 3), the same as T calls of ``step`` but
+        cheaper: layer 1 and the window step through time, the upper layers (nn.LSTM) then run
+        over the whole sequence at once, and the head is skipped (priming needs no outputs)."""
+        weights = weights or self.step_weights()
+        B, T, _ = inputs.shape
+        st = self.initial_state(B)
+        h, c, kappa, w = st.h[0], st.c[0], st.kappa, st.w
+        hs, ws = [], []
+        for x in inputs.unbind(1):
+            h, c, kappa, w, _ = self._layer1_step(x, h, c, kappa, w, onehot, weights)
+            hs.append(h)
+            ws.append(w)
+        below, wseq = torch.stack(hs, 1), torch.stack(ws, 1)
+        h_out, c_out = [h], [c]
+        for lstm in self.upper:  # float32, as in forward
+            below, (hn, cn) = lstm(torch.cat([inputs, wseq, below], 2))
+            h_out.append(hn[0])
+            c_out.append(cn[0])
+        return State(h_out, c_out, kappa, w)
 
 
 # mixture-density head ---------------------------------------------------------------------------

@@ -93,9 +93,9 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     x[:, 2] = 1.0  # the start token
     if primer is not None and len(primer.offsets):
         p = torch.from_numpy(standardize(primer.offsets, mean, std))
-        for t in range(len(p)):
-            _, state, _ = model.step(x, state, onehot, None, weights)
-            x = p[t].expand(B, 3).clone()
+        inputs = torch.cat([x[:1], p[:-1]]).expand(B, len(p), 3)  # start token, then the primer
+        state = model.prime(inputs, onehot, weights)
+        x = p[-1].expand(B, 3).clone()
 
     # the loop's bookkeeping is numpy: per step it is a few dozen operations on tiny arrays
     out_steps = np.zeros((B, cap, 3), np.float32)

@@ -112,3 +112,19 @@ def test_sample_mixture_draws_from_the_described_mixture():
     assert abs(xs[:, 2].mean() - 1 / (1 + math.exp(-0.3))) < 0.03
     biased = sample_mixture(out, 1.0, rng=np.random.default_rng(1))  # sigma / e
     assert abs(biased[:, 0].std() - 0.5 / math.e) < 0.02
+
+
+def test_prime_equals_stepping_through_the_inputs():
+    m, x, text, mask = _model_and_batch(2)
+    onehot = m.onehot(text)
+    state = m.initial_state(2)
+    for t in range(x.shape[1]):
+        _, state, _ = m.step(x[:, t], state, onehot, mask)
+    primed = m.prime(x, onehot)
+    for a, b in zip(state.h + state.c + [state.kappa, state.w], primed.h + primed.c + [primed.kappa, primed.w]):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # and sampling continues the same from either state
+    out_a, _, _ = m.step(x[:, 0], state, onehot, mask)
+    out_b, _, _ = m.step(x[:, 0], primed, onehot, mask)
+    torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-4)
