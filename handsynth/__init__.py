@@ -29,6 +29,7 @@ DEFAULT_MODEL = Path(__file__).with_name("weights") / "default.pt"
 MAX_TEXT_CHARS = 3000     # per request: about 2 pages
 BATCH_LINES = 12          # lines sampled together
 MAX_RETRIES = 2           # resamples of a line that came out stalled or scribbled
+MAX_STEPS_PER_CHAR = 22.0 # a line dawdling longer is scribbled (typical: 11-15; measured, see README)
 
 
 def available_styles() -> list[Style]:
@@ -156,9 +157,12 @@ def word_widths(line: Line) -> list[tuple[str, float]]:
 
 
 def badness(line: Line) -> float:
-    """How far the line is from plausible: 0 when fine; larger for stalled lines and for words
-    far wider than their letters need."""
+    """How far the line is from plausible: 0 when fine; larger for stalled lines, lines with far
+    more pen steps per character than handwriting needs (scribbles), and words far wider than
+    their letters need."""
     score = 10.0 if line.hit_cap else 0.0
+    # many pen steps per character: the window stalled while the pen scribbled in place
+    score += max(0.0, len(line.offsets) / max(len(line.text), 1) - MAX_STEPS_PER_CHAR) / 5
     per_char = line_width(line) / max(len(line.text), 1)
     score += max(0.0, per_char / CHAR_WIDTH - 2.2) + max(0.0, 0.3 - per_char / CHAR_WIDTH)
     for word, width in word_widths(line):

@@ -215,6 +215,12 @@ def test_stalled_or_stretched_words_are_detected():
     capped = _line("ab", [0.9, 0.9])
     capped.hit_cap = True
     assert not plausible(capped)
+    # a scribble: the window dwells 30 steps per character while the pen stays narrow
+    scribble = _line("ab cd", [0.9] * 5)
+    scribble.offsets = np.repeat(scribble.offsets, 3, axis=0) / [3, 1, 1]
+    scribble.phi = np.repeat(scribble.phi, 3, axis=0)
+    assert dict(word_widths(scribble)) == pytest.approx(dict(word_widths(good)[:2]), rel=0.1)
+    assert not plausible(scribble)
 
 
 def test_style_sheet(tmp_path):
