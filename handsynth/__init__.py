@@ -28,7 +28,8 @@ __all__ = ["load_model", "available_styles", "Handwriter", "HandsynthError", "Sa
 DEFAULT_MODEL = Path(__file__).with_name("weights") / "default.pt"
 MAX_TEXT_CHARS = 3000     # per request: about 2 pages
 BATCH_LINES = 12          # lines sampled together
-MAX_RETRIES = 2           # resamples of a line that came out stalled or scribbled
+CANDIDATES = 2            # each line is written this many times at once; the first plausible is kept
+MAX_PASSES = 2            # passes for lines with no plausible candidate (stalled or scribbled)
 MAX_STEPS_PER_CHAR = 22.0 # a line dawdling longer is scribbled (typical: 11-15; measured, see README)
 
 
@@ -120,16 +121,19 @@ class Handwriter:
         return Drawing(pages, ink, [sampled[i] for i in todo])
 
     def _sample_checked(self, texts, seeds, opts, primer) -> list[Line]:
-        """Sample, then resample (with other seeds, a bounded number of times) lines whose window
-        stalled (step cap) or that hold a word written far too wide for its letters (a stalled
-        or scribbled word)."""
-        out = sample_lines(self.model, self.alphabet, self.mean, self.std, texts, opts, primer, True, seeds)
-        for attempt in range(1, MAX_RETRIES + 1):
+        """Sample lines so that they come out plausible: each line is written by CANDIDATES
+        candidates at once and the first to finish plausibly (no stall, no scribble, no far too
+        wide word) is kept; lines with no plausible candidate get one more pass with new seeds.
+        Bounded: at most MAX_PASSES passes, and the least bad candidate is kept."""
+        out = sample_lines(self.model, self.alphabet, self.mean, self.std, texts, opts, primer, True, seeds,
+                           candidates=CANDIDATES, score=badness)
+        for p in range(1, MAX_PASSES):
             bad = [k for k, line in enumerate(out) if not plausible(line)]
             if not bad:
                 break
             redo = sample_lines(self.model, self.alphabet, self.mean, self.std, [texts[k] for k in bad], opts,
-                                primer, True, [seeds[k] + 100_003 * attempt for k in bad])
+                                primer, True, [seeds[k] for k in bad], candidates=CANDIDATES, score=badness,
+                                first_candidate=p * CANDIDATES)
             for k, line in zip(bad, redo):
                 if plausible(line) or badness(line) < badness(out[k]):
                     out[k] = line

@@ -57,7 +57,7 @@ def test_batch_equals_lines_one_by_one(hw):
 def test_priming_returns_only_the_new_part(hw):
     style = handsynth.available_styles()[0]
     primed = hw.lines(["hello"], style=style.id, options=SamplingOptions(seed=1))[0]
-    assert 10 < len(primed.offsets) < 40 + 35 * 5
+    assert 10 < len(primed.offsets) < 40 + SamplingOptions.steps_per_char * 5
     assert primed.text == "hello"
 
 
@@ -233,3 +233,23 @@ def test_style_sheet(tmp_path):
     band = img.shape[0] / rows
     dark = [(img[int(k * band):int((k + 1) * band)] < 128).sum() for k in range(rows)]
     assert img.shape[0] > 40 * rows and all(d > 20 for d in dark), dark
+
+
+def test_candidates_first_plausible_wins_else_least_bad(hw):
+    from handsynth.sampling import sample_lines
+    texts, opts = ["a candidate", "two"], SamplingOptions(seed=5)
+    args = (hw.model, hw.alphabet, hw.mean, hw.std)
+    first = sample_lines(*args, texts, opts, line_seeds=[0, 1])
+    second = sample_lines(*args, texts, opts, line_seeds=[0, 1], first_candidate=1)
+    # every candidate scores 0: per text, the candidate that finished first is kept
+    fastest = sample_lines(*args, texts, opts, line_seeds=[0, 1], candidates=2, score=lambda line: 0.0)
+    for k in range(2):
+        a, b = first[k], second[k]
+        want = a if len(a.offsets) <= len(b.offsets) else b
+        np.testing.assert_allclose(fastest[k].offsets, want.offsets, atol=1e-3)
+    # no candidate acceptable: the lowest score wins (here: the fewer pen steps)
+    least = sample_lines(*args, texts, opts, line_seeds=[0, 1], candidates=2,
+                         score=lambda line: 1.0 + len(line.offsets))
+    for k in range(2):
+        assert len(least[k].offsets) == min(len(first[k].offsets), len(second[k].offsets))
+        assert least[k].phi is None  # not asked for
