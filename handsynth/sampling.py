@@ -172,11 +172,23 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
 
 
 def _trim_run_on(offsets: np.ndarray, phi: np.ndarray) -> int:
-    """Steps to keep: a last stroke written while the window already sat past the final
-    character (a stray mark after the text) is dropped."""
+    """Steps to keep: a last stroke that is a stray mark after the text is dropped. That is a
+    last stroke written while the window already sat past the final character, or one that
+    the window passes the end during, after the final character already had a stroke of its
+    own, drawn to the right of everything written before (e.g. a tick after a full stop)."""
     stroke_ends = np.flatnonzero(offsets[:, 2] > 0.5)
     if len(stroke_ends) < 2:
         return len(offsets)
     start = stroke_ends[-2] + 1
-    after = phi[start:].argmax(1) == phi.shape[1] - 1
-    return start if after.mean() > 0.9 else len(offsets)
+    end_pos = phi.shape[1] - 1
+    focus = phi.argmax(1)
+    after = focus[start:] == end_pos
+    if after.mean() > 0.9:
+        return start
+    prev_start = stroke_ends[-3] + 1 if len(stroke_ends) >= 3 else 0
+    x = np.cumsum(offsets[:, 0])
+    last_char_done = bool((focus[prev_start:start] >= end_pos - 1).all())
+    right_of_all = x[start:].min() > x[:start].max() + 0.2
+    if last_char_done and right_of_all and after.mean() > 0.3:
+        return start
+    return len(offsets)

@@ -253,3 +253,33 @@ def test_candidates_first_plausible_wins_else_least_bad(hw):
     for k in range(2):
         assert len(least[k].offsets) == min(len(first[k].offsets), len(second[k].offsets))
         assert least[k].phi is None  # not asked for
+
+
+def test_stray_marks_after_the_text_are_trimmed():
+    from handsynth.sampling import _trim_run_on
+
+    def line(strokes):
+        """strokes: (n_steps, dx per step, focus[, jump]) -> offsets and one-hot phi over 'ab.' + end;
+        jump: the pen-up move in x to the stroke's first point."""
+        off, focus = [], []
+        for n, dx, f, *jump in strokes:
+            off += [[dx + (jump[0] if jump and k == 0 else 0.0), 0.1 * (-1) ** k, 0.0] for k in range(n)]
+            off[-1][2] = 1.0
+            focus += f if isinstance(f, list) else [f] * n
+        phi = np.zeros((len(focus), 4), np.float32)
+        phi[np.arange(len(focus)), focus] = 1.0
+        return np.array(off, np.float32), phi
+
+    # 'ab' joined, a full stop (on the last character), then a tick to its right as the window passes
+    word, stop = (20, 0.1, [0] * 10 + [1] * 10), (3, 0.0, 2)
+    off, phi = line([word, stop, (6, 0.02, [2, 2, 3, 3, 3, 3], 0.5)])
+    assert _trim_run_on(off, phi) == 23
+    # the same without the tick: the full stop stays
+    off, phi = line([word, (3, 0.0, [2, 2, 3], 0.5)])
+    assert _trim_run_on(off, phi) == 23
+    # a last character of two strokes (the second crossing the first, not right of it) stays
+    off, phi = line([word, (4, 0.1, 2), (4, -0.1, [2, 3, 3, 3])])
+    assert _trim_run_on(off, phi) == 28
+    # a stroke written wholly past the text goes
+    off, phi = line([word, (3, 0.0, 2), (10, -0.05, 3)])
+    assert _trim_run_on(off, phi) == 23
