@@ -174,8 +174,8 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
 def _trim_run_on(offsets: np.ndarray, phi: np.ndarray) -> int:
     """Steps to keep: a last stroke that is a stray mark after the text is dropped. That is a
     last stroke written while the window already sat past the final character, or one that
-    the window passes the end during, after the final character already had a stroke of its
-    own, drawn to the right of everything written before (e.g. a tick after a full stop)."""
+    the window passes the end during, after the final character was written as a stroke of its
+    own right of the rest, itself drawn right of everything (e.g. a tick after a full stop)."""
     stroke_ends = np.flatnonzero(offsets[:, 2] > 0.5)
     if len(stroke_ends) < 2:
         return len(offsets)
@@ -187,7 +187,10 @@ def _trim_run_on(offsets: np.ndarray, phi: np.ndarray) -> int:
         return start
     prev_start = stroke_ends[-3] + 1 if len(stroke_ends) >= 3 else 0
     x = np.cumsum(offsets[:, 0])
-    last_char_done = bool((focus[prev_start:start] >= end_pos - 1).all())
+    # the previous stroke is the final character on its own (all of it on that character, and
+    # right of everything before it, so not an i's dot or a t's cross)
+    last_char_done = (bool((focus[prev_start:start] >= end_pos - 1).all()) and prev_start > 0
+                      and x[prev_start:start].min() > x[:prev_start].max() + 0.1)
     right_of_all = x[start:].min() > x[:start].max() + 0.2
     if last_char_done and right_of_all and after.mean() > 0.3:
         return start
