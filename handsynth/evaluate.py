@@ -99,7 +99,7 @@ def style_sheet(hw, text: str, path, bias: float = SamplingOptions.bias, seed: i
     text = hw.alphabet.normalize(text)
     rows = []
     for st in styles:
-        line = hw.lines([text], style=st, options=SamplingOptions(bias=bias, seed=seed))[0]
+        line = hw.lines([text], style=st, options=SamplingOptions(bias=bias, seed=seed), resample=True)[0]  # as write samples
         rows.append(line.offsets)
     opts = PageOptions(width=width, margin=40, x_height=20, line_pitch=3.6)
     pages = place([text] * len(rows), rows, opts, tight=True)
