@@ -98,7 +98,8 @@ class Synthesizer(nn.Module):
         U = onehot.shape[1]
         u = torch.arange(U + 1, device=h1.device, dtype=k.dtype)
         phi = (alpha.unsqueeze(2) * torch.exp(-beta.unsqueeze(2) * (k.unsqueeze(2) - u) ** 2)).sum(1)
-        w = torch.bmm((phi[:, :U] * text_mask).unsqueeze(1).to(onehot.dtype), onehot).squeeze(1).float()
+        weight = phi[:, :U] if text_mask is None else phi[:, :U] * text_mask  # padding rows of onehot are 0
+        w = torch.bmm(weight.unsqueeze(1).to(onehot.dtype), onehot).squeeze(1).float()
         return w, kappa, phi
 
     def forward(self, inputs: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
@@ -153,15 +154,12 @@ class Synthesizer(nn.Module):
         recurrent weights stacked into one (in, 4H) matrix with the summed bias, so a layer is one
         matmul; the head likewise. ``dtype`` bfloat16 halves the memory each step streams (the
         model is trained with bfloat16 matmuls); the window, whose position accumulates over the
-        line, stays in float32 with ``log(kappa_scale)`` folded into its bias."""
+        line, stays in float32."""
         layers = [(self.cell1.weight_ih, self.cell1.weight_hh, self.cell1.bias_ih, self.cell1.bias_hh)]
         layers += [(m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0) for m in self.upper]
-        K = self.config.window_k
-        wb = self.window.bias.detach().clone()
-        wb[2 * K:] += math.log(self.config.kappa_scale)
         return {"layers": [(torch.cat([wi, wh], 1).t().contiguous().to(dtype), (bi + bh).to(dtype))
                            for wi, wh, bi, bh in layers],
-                "window": (self.window.weight.t().contiguous(), wb),
+                "window": (self.window.weight.t().contiguous(), self.window.bias),
                 "head": (self.head.weight.t().contiguous().to(dtype), self.head.bias.to(dtype))}
 
     @staticmethod
@@ -173,16 +171,10 @@ class Synthesizer(nn.Module):
         return s[:, 3 * H:] * c.tanh(), c
 
     def _layer1_step(self, x, h, c, kappa, w, onehot, weights):
-        """Layer 1 and the window for one pen step (float32 window, as in ``_window``)."""
-        K, H, U = self.config.window_k, self.config.hidden, onehot.shape[1]
+        """Layer 1 and the window for one pen step."""
         W, b = weights["layers"][0]
-        Ww, wb = weights["window"]
-        h, c = self._cell(torch.cat([x, w], 1), h, c, W, b, H)
-        alpha, beta, kstep = torch.addmm(wb, h, Ww).exp().unsqueeze(2).split(K, 1)
-        kappa = kappa + kstep.squeeze(2)
-        u = torch.arange(U + 1, dtype=h.dtype)
-        phi = (alpha * torch.exp(-beta * (kappa.unsqueeze(2) - u).square())).sum(1)
-        w = torch.bmm(phi[:, None, :U].to(onehot.dtype), onehot).squeeze(1).float()
+        h, c = self._cell(torch.cat([x, w], 1), h, c, W, b, self.config.hidden)
+        w, kappa, phi = self._window(h, kappa, onehot, None, weights=weights["window"])
         return h, c, kappa, w, phi
 
     @torch.no_grad()
