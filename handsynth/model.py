@@ -8,6 +8,7 @@ mixture weights, means (x, y), log standard deviations (x, y) and correlations.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,6 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)
+# the window's exponents -beta (kappa - u)^2 are clamped from below: exp(-60) is 1e-26 of a window
+# weight, and exp's underflow path (exponents below about -87) is ten times slower
+WINDOW_EXP_FLOOR = -60.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ class Synthesizer(nn.Module):
         k = kappa if forced_kappa is None else blend * forced_kappa + (1 - blend) * kappa
         U = onehot.shape[1]
         u = torch.arange(U + 1, device=h1.device, dtype=k.dtype)
-        phi = (alpha.unsqueeze(2) * torch.exp(-beta.unsqueeze(2) * (k.unsqueeze(2) - u) ** 2)).sum(1)
+        phi = (alpha.unsqueeze(2) * torch.exp((-beta.unsqueeze(2) * (k.unsqueeze(2) - u) ** 2).clamp(min=WINDOW_EXP_FLOOR))).sum(1)
         weight = phi[:, :U] if text_mask is None else phi[:, :U] * text_mask  # padding rows of onehot are 0
         w = torch.bmm(weight.unsqueeze(1).to(onehot.dtype), onehot).squeeze(1).float()
         return w, kappa, phi
@@ -110,43 +114,24 @@ class Synthesizer(nn.Module):
         with the learned window position by ``blend`` in [0, 1], is the attention warm-up.
         Returns the head's output (B, T, 1 + 6M), and phi (B, T, U + 1) if asked.
         """
-        B, T, _ = inputs.shape
         onehot = self.onehot(text)
-        mask = text_mask.to(inputs.dtype)
-        # layer 1: the pen-input part of the gates for all steps at once; in the loop one matmul
-        # of [window, h] against the stacked window and recurrent weights
-        W_ih, W_hh = self.cell1.weight_ih, self.cell1.weight_hh
-        gx = F.linear(inputs, W_ih[:, :3], self.cell1.bias_ih + self.cell1.bias_hh)
-        W_rec = torch.cat([W_ih[:, 3:], W_hh], 1).t()
-        W_win = (self.window.weight.t(), self.window.bias)
-        if torch.is_autocast_enabled("cpu"):
-            # cast the loop's weights and the one-hot text once; inside the loop autocast is off,
-            # so no op pays for dispatch and casting at every one of the T steps
-            dt = torch.get_autocast_dtype("cpu")
-            W_rec, W_win, onehot = W_rec.to(dt), (W_win[0].to(dt), W_win[1]), onehot.to(dt)
-        gx = gx.float().unbind(1)  # unbind, not gx[:, t]: one backward stack, not T full-size zeros
-        st = self.initial_state(B)
-        h, c, kappa, w = st.h[0], st.c[0], st.kappa, st.w
-        hs, ws, phis = [], [], []
-        fks = forced_kappa.unbind(1) if forced_kappa is not None else [None] * T
-        with torch.autocast("cpu", enabled=False):
-            for t in range(T):
-                gates = gx[t] + (torch.cat([w, h], 1).to(W_rec.dtype) @ W_rec).float()
-                i, f, g, o = gates.chunk(4, 1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-                w, kappa, phi = self._window(h, kappa, onehot, mask, fks[t], blend, W_win)
-                hs.append(h)
-                ws.append(w)
-                if return_phi:
-                    phis.append(phi)
-        h1, wseq = torch.stack(hs, 1), torch.stack(ws, 1)
+        # layer 1 and the window step through time in _Layer1Window (time-major); its outputs
+        # and the upper layers' are in the matmul dtype (bfloat16 under autocast)
+        mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else inputs.dtype
+        x = inputs.transpose(0, 1)
+        W = torch.cat([self.cell1.weight_ih, self.cell1.weight_hh], 1).t()
+        fk = forced_kappa.transpose(0, 1).to(inputs.dtype) if forced_kappa is not None else None
+        h1, wseq, phi = _Layer1Window.apply(x, W, self.cell1.bias_ih + self.cell1.bias_hh, self.window.weight.t(),
+                                            self.window.bias, onehot, fk, float(blend),
+                                            self.config.kappa_scale, mm_dtype, return_phi)
+        xm = x.to(mm_dtype)
         outs, below = [h1], h1
-        for lstm in self.upper:
-            below, _ = lstm(torch.cat([inputs, wseq.to(inputs.dtype), below.to(inputs.dtype)], 2))
+        for lstm in self.upper:  # batch_first LSTMs take the time-major tensors as transposed views
+            below, _ = lstm(torch.cat([xm, wseq, below], 2).transpose(0, 1))
+            below = below.transpose(0, 1)
             outs.append(below)
-        out = self.head(torch.cat([o.to(inputs.dtype) for o in outs], 2))
-        return (out, torch.stack(phis, 1)) if return_phi else out
+        out = self.head(torch.cat(outs, 2)).transpose(0, 1)
+        return (out, phi.transpose(0, 1)) if return_phi else out
 
     @torch.no_grad()
     def step_weights(self, dtype: torch.dtype = torch.float32) -> dict:
@@ -217,6 +202,163 @@ class Synthesizer(nn.Module):
             h_out.append(hn[0])
             c_out.append(cn[0])
         return State(h_out, c_out, kappa, w)
+
+
+# layer 1 and the window over whole lines, with a hand-written backward ---------------------------
+class _Scratch:
+    """Buffers reused from one training step to the next. Writing to freshly allocated memory
+    costs a page fault per 4 KB on first touch; for the per-pen-step writes of _Layer1Window that
+    was over half of each operation's time (sigmoid of one step's gates: 12 us into reused
+    memory, 60-110 us into fresh). ``owner`` is the autograd node whose backward still needs the
+    buffers; while it lives, a second forward takes fresh memory instead."""
+
+    def __init__(self):
+        self.store: dict = {}
+        self.owner = None
+
+    def free(self) -> bool:
+        return self.owner is None or self.owner() is None
+
+    def take(self, name: str, shape: tuple, dtype: torch.dtype, zero: bool = False) -> torch.Tensor:
+        n = math.prod(shape)
+        buf = self.store.get((name, dtype))
+        if buf is None or buf.numel() < n:
+            buf = self.store[(name, dtype)] = torch.empty(n, dtype=dtype)
+        out = buf[:n].view(shape)
+        return out.zero_() if zero else out
+
+
+_FORWARD_SCRATCH, _BACKWARD_SCRATCH = _Scratch(), _Scratch()
+
+class _Layer1Window(torch.autograd.Function):
+    """Layer 1 and the attention window stepped through T pen steps (time-major), for training.
+
+    The same recurrence as ``Synthesizer._cell`` + ``Synthesizer._window`` (tests check it
+    against stepping, and its gradients numerically), written so that each pen step costs a
+    handful of operations: the forward runs without autograd's bookkeeping and writes what the
+    backward needs into reused (T, ...) buffers; the backward folds everything that does not
+    depend on the gradient flowing back through time into whole-sequence tensors before its
+    loop, and computes the weight gradients afterwards as one GEMM each instead of one per step.
+
+    Inputs: x (T, B, 3) pen offsets; W (3 + A + H, 4H) the stacked pen-input, window and
+    recurrent weights (row order of Z below); bias (4H,); W_win (H, 3K), b_win (3K,) the window
+    layer; onehot (B, U, A) (padding rows zero); forced (T, B, K) or None and blend, the attention
+    warm-up; mm_dtype for the matmuls (bfloat16 under autocast). Returns h (T, B, H) and w (T, B,
+    A) in mm_dtype (views of the matmul input buffer Z: use them before the next call), and phi
+    (T, B, U + 1) when ``want_phi`` (it carries no gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, x, W_rec, bias, W_win, b_win, onehot, forced, blend, kappa_scale, mm_dtype, want_phi):
+        T, B, _ = x.shape
+        H, (U, A), K = W_rec.shape[1] // 4, onehot.shape[1:], W_win.shape[1] // 3
+        dt, A3 = x.dtype, 3 + A
+        W, Ww = W_rec.detach().to(mm_dtype), W_win.detach().to(mm_dtype)
+        b, bw = bias.detach().to(dt), b_win.detach().to(dt)
+        oh = torch.cat([onehot.detach().to(dt), onehot.new_zeros(B, 1, A, dtype=dt)], 1)
+        code = oh.argmax(2)     # (B, U + 1) character codes; padding and 'after the text' -> 0
+        u = torch.arange(U + 1, dtype=dt)
+        ws = _FORWARD_SCRATCH if _FORWARD_SCRATCH.free() else _Scratch()
+        ws.owner = weakref.ref(ctx)
+        Z = ws.take("Z", (T + 1, B, A3 + H), mm_dtype)      # Z[t] = [x_t, w_{t-1}, h_{t-1}]
+        Z[0, :, 3:].zero_()
+        Z[T, :, :3].zero_()
+        Z[:T, :, :3] = x.detach()
+        acts, Cs, TCs = ws.take("acts", (T, B, 4 * H), dt), ws.take("c", (T, B, H), dt), ws.take("tc", (T, B, H), dt)
+        Hs, P, Ks = ws.take("h", (T, B, H), dt), ws.take("p", (T, B, 3 * K), dt), ws.take("k", (T, B, K), dt)
+        Es, w = ws.take("E", (T, B, K, U + 1), dt), ws.take("w", (B, 1, A), dt)
+        Phi = x.new_empty(T, B, 1, U + 1) if want_phi else ws.take("phi", (T, B, 1, U + 1), dt)
+        c, kappa = x.new_zeros(B, H), x.new_zeros(B, K)
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            for t in range(T):
+                gates = torch.mm(Z[t], W).to(dt).add_(b)
+                a = acts[t]
+                torch.sigmoid(gates, out=a)
+                torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
+                c = torch.mul(a[:, H:2 * H], c, out=Cs[t]).addcmul_(a[:, :H], a[:, 2 * H:3 * H])
+                h = torch.mul(a[:, 3 * H:], torch.tanh(c, out=TCs[t]), out=Hs[t])
+                hb = Z[t + 1, :, A3:]
+                hb.copy_(h)
+                p = torch.exp(torch.mm(hb, Ww).to(dt).add_(bw), out=P[t])
+                kappa = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale)
+                k = kappa if forced is None else torch.lerp(kappa, forced[t], blend)
+                Ks[t] = k
+                d = k.unsqueeze(2) - u
+                E = torch.exp(d.mul_(d).mul_(p[:, K:2 * K].unsqueeze(2)).clamp_(max=-WINDOW_EXP_FLOOR).neg_(), out=Es[t])
+                phi = torch.bmm(p[:, :K].unsqueeze(1), E, out=Phi[t])
+                Z[t + 1, :, 3:A3] = torch.bmm(phi, oh, out=w).squeeze(1)
+        ctx.save_for_backward(W_rec)
+        ctx.buffers = (Z, acts, Cs, TCs, Hs, P, Ks, Es, code, W_win.detach())
+        ctx.blend, ctx.kappa_scale, ctx.has_forced = blend, kappa_scale, forced is not None
+        phi_out = Phi.squeeze(2) if want_phi else x.new_zeros(0)
+        ctx.mark_non_differentiable(phi_out)
+        return Z[1:, :, A3:], Z[1:, :, 3:A3], phi_out
+
+    @staticmethod
+    def backward(ctx, gH, gW, _gphi):
+        W_rec, = ctx.saved_tensors
+        Z, acts, Cs, TCs, Hs, P, Ks, Es, code, W_win = ctx.buffers
+        T, B, G = acts.shape
+        H, K, U1, dt, mm_dtype = G // 4, W_win.shape[1] // 3, code.shape[1], acts.dtype, Z.dtype
+        A3 = Z.shape[2] - H
+        lam = 1.0 - ctx.blend if ctx.has_forced else 1.0    # d k / d kappa
+        gH = gH if gH is not None else Hs.new_zeros(T, B, H)
+        gW = gW if gW is not None else Hs.new_zeros(T, B, A3 - 3)
+        ws = _BACKWARD_SCRATCH
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            WT = W_rec.detach().to(mm_dtype).t()
+            WwT = W_win.to(dt).t()
+            # the window: per step, the gradient w.r.t. its (alpha, beta, kappa) logits is
+            # M[t] (B, 3K, U+1) applied to d loss / d phi, with M built here for all steps at once
+            alpha, beta, kstep = P[..., :K], P[..., K:2 * K], P[..., 2 * K:] * ctx.kappa_scale
+            d = torch.sub(Ks.unsqueeze(3), torch.arange(U1, dtype=dt), out=ws.take("d", Es.shape, dt))
+            M = ws.take("M", (T, B, 3, K, U1), dt)
+            EA = torch.mul(Es, alpha.unsqueeze(3), out=M[:, :, 0])
+            EAd = torch.mul(EA, d, out=ws.take("EAd", d.shape, dt))
+            torch.mul(EAd, d, out=M[:, :, 1]).mul_(-beta.unsqueeze(3))
+            torch.mul(EAd, (-2 * lam) * beta.unsqueeze(3), out=M[:, :, 2])
+            M = M.view(T, B, 3 * K, U1)
+            # the LSTM cell: d gates = [dc * g * i', dc * c_prev * f', dc * i * g', dh * tanh(c) * o']
+            i, f, g, o = acts.split(H, 2)
+            Q = ws.take("Q", (T, B, 3, H), dt)
+            sd = torch.sub(1, acts, out=ws.take("sd", acts.shape, dt)).mul_(acts)  # sigmoid' (the g part unused)
+            torch.mul(g, sd[..., :H], out=Q[:, :, 0])
+            torch.mul(Cs[:-1], sd[1:, :, H:2 * H], out=Q[1:, :, 1])
+            Q[0, :, 1].zero_()
+            torch.mul(g, g, out=Q[:, :, 2]).neg_().add_(1).mul_(i)
+            Ro = torch.mul(TCs, sd[..., 3 * H:], out=ws.take("Ro", TCs.shape, dt))
+            Oc = torch.mul(TCs, TCs, out=ws.take("Oc", TCs.shape, dt)).neg_().add_(1).mul_(o)
+            f = torch.mul(f, 1, out=ws.take("f", TCs.shape, dt))
+            dGb = ws.take("dG", (T, B, G), mm_dtype)
+            dA = ws.take("dA", (T, B, 3 * K), dt)
+            Mp = ws.take("Mp", (B, 3 * K, U1), dt)
+            dG = ws.take("dG1", (B, G), dt)
+            dGv = dG[:, :3 * H].view(B, 3, H)
+            dh_next, dw_next = Hs.new_zeros(B, H), Hs.new_zeros(B, A3 - 3)
+            dc, dkappa = Hs.new_zeros(B, H), Hs.new_zeros(B, K)
+            for t in range(T - 1, -1, -1):
+                dw = dw_next.add(gW[t])
+                dw[:, 0] = 0     # w's column 0 (padding) is always 0, so it passes no gradient
+                dphi = torch.gather(dw, 1, code)          # d loss / d phi: dw at each position's character
+                r = torch.sum(torch.mul(M[t], dphi.unsqueeze(1), out=Mp), 2, out=dA[t])
+                dkappa.add_(r[:, 2 * K:])
+                torch.mul(dkappa, kstep[t], out=r[:, 2 * K:])
+                dh = torch.addmm(dh_next.add_(gH[t]), r, WwT)
+                dc.addcmul_(dh, Oc[t])
+                torch.mul(Q[t], dc.unsqueeze(1), out=dGv)
+                torch.mul(dh, Ro[t], out=dG[:, 3 * H:])
+                dc.mul_(f[t])
+                dGb[t] = dG
+                dz = torch.mm(dGb[t], WT).to(dt)
+                dw_next, dh_next = dz[:, 3:A3], dz[:, A3:]
+            G2 = dGb.view(T * B, G)
+            dW_rec = torch.mm(Z[:T].view(T * B, -1).t(), G2).to(dt)
+            dbias = G2.sum(0, dtype=dt)
+            dx = torch.mm(G2, WT[:, :3]).to(dt).view(T, B, 3) if ctx.needs_input_grad[0] else None
+            dA2 = dA.view(T * B, 3 * K)
+            dW_win = torch.mm(Hs.view(T * B, H).t(), dA2)
+            db_win = dA2.sum(0)
+        return dx, dW_rec, dbias, dW_win, db_win, None, None, None, None, None, None
 
 
 # mixture-density head ---------------------------------------------------------------------------
