@@ -119,9 +119,10 @@ class Synthesizer(nn.Module):
         # and the upper layers' are in the matmul dtype (bfloat16 under autocast)
         mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else inputs.dtype
         x = inputs.transpose(0, 1)
-        W = torch.cat([self.cell1.weight_ih, self.cell1.weight_hh], 1).t()
+        bias = (self.cell1.bias_ih + self.cell1.bias_hh).unsqueeze(1)
+        W = torch.cat([self.cell1.weight_ih, self.cell1.weight_hh, bias], 1).t()
         fk = forced_kappa.transpose(0, 1).to(inputs.dtype) if forced_kappa is not None else None
-        h1, wseq, phi = _Layer1Window.apply(x, W, self.cell1.bias_ih + self.cell1.bias_hh, self.window.weight.t(),
+        h1, wseq, phi = _Layer1Window.apply(x, W, self.window.weight.t(),
                                             self.window.bias, onehot, fk, float(blend),
                                             self.config.kappa_scale, mm_dtype, return_phi)
         xm = x.to(mm_dtype)
@@ -230,6 +231,42 @@ class _Scratch:
 
 _FORWARD_SCRATCH, _BACKWARD_SCRATCH = _Scratch(), _Scratch()
 
+
+def _cell_step(gates, c, a, c_out, tc_out, h_out, H):
+    """One LSTM cell step of the training loop, into preallocated rows: ``a`` gets
+    [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)], then c, tanh(c) and h. Returns (h, c)."""
+    torch.sigmoid(gates, out=a)
+    torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
+    c = torch.mul(a[:, H:2 * H], c, out=c_out).addcmul_(a[:, :H], a[:, 2 * H:3 * H])
+    return torch.mul(a[:, 3 * H:], torch.tanh(c, out=tc_out), out=h_out), c
+
+
+def _cell_grad_factors(acts, Cs, TCs, ws):
+    """Whole-sequence factors of the cell's backward: d gates = [dc * g * i', dc * c_prev * f',
+    dc * i * g', dh * tanh(c) * o'] = [dc * Q[:, 0..2], dh * Ro], and dc += dh * Oc per step."""
+    T, B, G = acts.shape
+    H, dt = G // 4, acts.dtype
+    i, f, g, o = acts.split(H, 2)
+    Q = ws.take("Q", (T, B, 3, H), dt)
+    sd = torch.sub(1, acts, out=ws.take("sd", acts.shape, dt)).mul_(acts)  # sigmoid' (the g part unused)
+    torch.mul(g, sd[..., :H], out=Q[:, :, 0])
+    torch.mul(Cs[:-1], sd[1:, :, H:2 * H], out=Q[1:, :, 1])
+    Q[0, :, 1].zero_()
+    torch.mul(g, g, out=Q[:, :, 2]).neg_().add_(1).mul_(i)
+    Ro = torch.mul(TCs, sd[..., 3 * H:], out=ws.take("Ro", TCs.shape, dt))
+    Oc = torch.mul(TCs, TCs, out=ws.take("Oc", TCs.shape, dt)).neg_().add_(1).mul_(o)
+    return Q, Ro, Oc, torch.mul(f, 1, out=ws.take("f", TCs.shape, dt))
+
+
+def _cell_grad_step(t, dh, dc, factors, dG, H):
+    """The cell's backward for step t: writes d gates into dG (B, 4H); dc carries to t - 1."""
+    Q, Ro, Oc, f = factors
+    dc.addcmul_(dh, Oc[t])
+    torch.mul(Q[t], dc.unsqueeze(1), out=dG[:, :3 * H].view(dG.shape[0], 3, H))
+    torch.mul(dh, Ro[t], out=dG[:, 3 * H:])
+    dc.mul_(f[t])
+
+
 class _Layer1Window(torch.autograd.Function):
     """Layer 1 and the attention window stepped through T pen steps (time-major), for training.
 
@@ -240,8 +277,8 @@ class _Layer1Window(torch.autograd.Function):
     depend on the gradient flowing back through time into whole-sequence tensors before its
     loop, and computes the weight gradients afterwards as one GEMM each instead of one per step.
 
-    Inputs: x (T, B, 3) pen offsets; W (3 + A + H, 4H) the stacked pen-input, window and
-    recurrent weights (row order of Z below); bias (4H,); W_win (H, 3K), b_win (3K,) the window
+    Inputs: x (T, B, 3) pen offsets; W (3 + A + H + 1, 4H) the stacked pen-input, window and
+    recurrent weights and the bias (row order of Z below); W_win (H, 3K), b_win (3K,) the window
     layer; onehot (B, U, A) (padding rows zero); forced (T, B, K) or None and blend, the attention
     warm-up; mm_dtype for the matmuls (bfloat16 under autocast). Returns h (T, B, H) and w (T, B,
     A) in mm_dtype (views of the matmul input buffer Z: use them before the next call), and phi
@@ -249,40 +286,37 @@ class _Layer1Window(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, W_rec, bias, W_win, b_win, onehot, forced, blend, kappa_scale, mm_dtype, want_phi):
+    def forward(ctx, x, W_rec, W_win, b_win, onehot, forced, blend, kappa_scale, mm_dtype, want_phi):
         T, B, _ = x.shape
         H, (U, A), K = W_rec.shape[1] // 4, onehot.shape[1:], W_win.shape[1] // 3
         dt, A3 = x.dtype, 3 + A
-        W, Ww = W_rec.detach().to(mm_dtype), W_win.detach().to(mm_dtype)
-        b, bw = bias.detach().to(dt), b_win.detach().to(dt)
+        W, Ww, bw = W_rec.detach().to(mm_dtype), W_win.detach().to(dt), b_win.detach().to(dt)
         oh = torch.cat([onehot.detach().to(dt), onehot.new_zeros(B, 1, A, dtype=dt)], 1)
         code = oh.argmax(2)     # (B, U + 1) character codes; padding and 'after the text' -> 0
         u = torch.arange(U + 1, dtype=dt)
         ws = _FORWARD_SCRATCH if _FORWARD_SCRATCH.free() else _Scratch()
         ws.owner = weakref.ref(ctx)
-        Z = ws.take("Z", (T + 1, B, A3 + H), mm_dtype)      # Z[t] = [x_t, w_{t-1}, h_{t-1}]
+        Z = ws.take("Z", (T + 1, B, A3 + H + 1), mm_dtype)      # Z[t] = [x_t, w_{t-1}, h_{t-1}, 1]
         Z[0, :, 3:].zero_()
         Z[T, :, :3].zero_()
         Z[:T, :, :3] = x.detach()
+        Z[:, :, -1] = 1
         acts, Cs, TCs = ws.take("acts", (T, B, 4 * H), dt), ws.take("c", (T, B, H), dt), ws.take("tc", (T, B, H), dt)
         Hs, P, Ks = ws.take("h", (T, B, H), dt), ws.take("p", (T, B, 3 * K), dt), ws.take("k", (T, B, K), dt)
         Es, w = ws.take("E", (T, B, K, U + 1), dt), ws.take("w", (B, 1, A), dt)
         Phi = x.new_empty(T, B, 1, U + 1) if want_phi else ws.take("phi", (T, B, 1, U + 1), dt)
+        gb = ws.take("gates", (B, 4 * H), mm_dtype)
         c, kappa = x.new_zeros(B, H), x.new_zeros(B, K)
         with torch.no_grad(), torch.autocast("cpu", enabled=False):
             for t in range(T):
-                gates = torch.mm(Z[t], W).to(dt).add_(b)
-                a = acts[t]
-                torch.sigmoid(gates, out=a)
-                torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
-                c = torch.mul(a[:, H:2 * H], c, out=Cs[t]).addcmul_(a[:, :H], a[:, 2 * H:3 * H])
-                h = torch.mul(a[:, 3 * H:], torch.tanh(c, out=TCs[t]), out=Hs[t])
-                hb = Z[t + 1, :, A3:]
-                hb.copy_(h)
-                p = torch.exp(torch.mm(hb, Ww).to(dt).add_(bw), out=P[t])
-                kappa = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale)
-                k = kappa if forced is None else torch.lerp(kappa, forced[t], blend)
-                Ks[t] = k
+                h, c = _cell_step(torch.mm(Z[t], W, out=gb), c, acts[t], Cs[t], TCs[t], Hs[t], H)
+                Z[t + 1, :, A3:-1] = h
+                p = torch.addmm(bw, h, Ww, out=P[t]).exp_()     # the window's matmul in float32, as sampling's
+                if forced is None:
+                    kappa = k = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale, out=Ks[t])
+                else:
+                    kappa = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale)
+                    k = torch.lerp(kappa, forced[t], blend, out=Ks[t])
                 d = k.unsqueeze(2) - u
                 E = torch.exp(d.mul_(d).mul_(p[:, K:2 * K].unsqueeze(2)).clamp_(max=-WINDOW_EXP_FLOOR).neg_(), out=Es[t])
                 phi = torch.bmm(p[:, :K].unsqueeze(1), E, out=Phi[t])
@@ -292,7 +326,7 @@ class _Layer1Window(torch.autograd.Function):
         ctx.blend, ctx.kappa_scale, ctx.has_forced = blend, kappa_scale, forced is not None
         phi_out = Phi.squeeze(2) if want_phi else x.new_zeros(0)
         ctx.mark_non_differentiable(phi_out)
-        return Z[1:, :, A3:], Z[1:, :, 3:A3], phi_out
+        return Z[1:, :, A3:-1], Z[1:, :, 3:A3], phi_out
 
     @staticmethod
     def backward(ctx, gH, gW, _gphi):
@@ -300,13 +334,16 @@ class _Layer1Window(torch.autograd.Function):
         Z, acts, Cs, TCs, Hs, P, Ks, Es, code, W_win = ctx.buffers
         T, B, G = acts.shape
         H, K, U1, dt, mm_dtype = G // 4, W_win.shape[1] // 3, code.shape[1], acts.dtype, Z.dtype
-        A3 = Z.shape[2] - H
+        A3 = Z.shape[2] - H - 1
         lam = 1.0 - ctx.blend if ctx.has_forced else 1.0    # d k / d kappa
         gH = gH if gH is not None else Hs.new_zeros(T, B, H)
         gW = gW if gW is not None else Hs.new_zeros(T, B, A3 - 3)
         ws = _BACKWARD_SCRATCH
         with torch.no_grad(), torch.autocast("cpu", enabled=False):
-            WT = W_rec.detach().to(mm_dtype).t()
+            WT = W_rec.detach().to(mm_dtype, copy=True).t()
+            WT[:, 3] = 0        # w's column 0 (padding) is always 0: no gradient flows back through it
+            gW = gW.to(dt, copy=True)
+            gW[:, :, 0] = 0
             WwT = W_win.to(dt).t()
             # the window: per step, the gradient w.r.t. its (alpha, beta, kappa) logits is
             # M[t] (B, 3K, U+1) applied to d loss / d phi, with M built here for all steps at once
@@ -318,47 +355,31 @@ class _Layer1Window(torch.autograd.Function):
             torch.mul(EAd, d, out=M[:, :, 1]).mul_(-beta.unsqueeze(3))
             torch.mul(EAd, (-2 * lam) * beta.unsqueeze(3), out=M[:, :, 2])
             M = M.view(T, B, 3 * K, U1)
-            # the LSTM cell: d gates = [dc * g * i', dc * c_prev * f', dc * i * g', dh * tanh(c) * o']
-            i, f, g, o = acts.split(H, 2)
-            Q = ws.take("Q", (T, B, 3, H), dt)
-            sd = torch.sub(1, acts, out=ws.take("sd", acts.shape, dt)).mul_(acts)  # sigmoid' (the g part unused)
-            torch.mul(g, sd[..., :H], out=Q[:, :, 0])
-            torch.mul(Cs[:-1], sd[1:, :, H:2 * H], out=Q[1:, :, 1])
-            Q[0, :, 1].zero_()
-            torch.mul(g, g, out=Q[:, :, 2]).neg_().add_(1).mul_(i)
-            Ro = torch.mul(TCs, sd[..., 3 * H:], out=ws.take("Ro", TCs.shape, dt))
-            Oc = torch.mul(TCs, TCs, out=ws.take("Oc", TCs.shape, dt)).neg_().add_(1).mul_(o)
-            f = torch.mul(f, 1, out=ws.take("f", TCs.shape, dt))
+            factors = _cell_grad_factors(acts, Cs, TCs, ws)
             dGb = ws.take("dG", (T, B, G), mm_dtype)
             dA = ws.take("dA", (T, B, 3 * K), dt)
             Mp = ws.take("Mp", (B, 3 * K, U1), dt)
             dG = ws.take("dG1", (B, G), dt)
-            dGv = dG[:, :3 * H].view(B, 3, H)
             dh_next, dw_next = Hs.new_zeros(B, H), Hs.new_zeros(B, A3 - 3)
             dc, dkappa = Hs.new_zeros(B, H), Hs.new_zeros(B, K)
             for t in range(T - 1, -1, -1):
                 dw = dw_next.add(gW[t])
-                dw[:, 0] = 0     # w's column 0 (padding) is always 0, so it passes no gradient
                 dphi = torch.gather(dw, 1, code)          # d loss / d phi: dw at each position's character
                 r = torch.sum(torch.mul(M[t], dphi.unsqueeze(1), out=Mp), 2, out=dA[t])
                 dkappa.add_(r[:, 2 * K:])
                 torch.mul(dkappa, kstep[t], out=r[:, 2 * K:])
                 dh = torch.addmm(dh_next.add_(gH[t]), r, WwT)
-                dc.addcmul_(dh, Oc[t])
-                torch.mul(Q[t], dc.unsqueeze(1), out=dGv)
-                torch.mul(dh, Ro[t], out=dG[:, 3 * H:])
-                dc.mul_(f[t])
+                _cell_grad_step(t, dh, dc, factors, dG, H)
                 dGb[t] = dG
                 dz = torch.mm(dGb[t], WT).to(dt)
-                dw_next, dh_next = dz[:, 3:A3], dz[:, A3:]
+                dw_next, dh_next = dz[:, 3:A3], dz[:, A3:-1]
             G2 = dGb.view(T * B, G)
-            dW_rec = torch.mm(Z[:T].view(T * B, -1).t(), G2).to(dt)
-            dbias = G2.sum(0, dtype=dt)
+            dW_rec = torch.mm(Z[:T].view(T * B, -1).t(), G2).to(dt)     # the bias row included
             dx = torch.mm(G2, WT[:, :3]).to(dt).view(T, B, 3) if ctx.needs_input_grad[0] else None
             dA2 = dA.view(T * B, 3 * K)
             dW_win = torch.mm(Hs.view(T * B, H).t(), dA2)
             db_win = dA2.sum(0)
-        return dx, dW_rec, dbias, dW_win, db_win, None, None, None, None, None, None
+        return dx, dW_rec, dW_win, db_win, None, None, None, None, None, None
 
 
 # mixture-density head ---------------------------------------------------------------------------

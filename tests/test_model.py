@@ -134,12 +134,12 @@ def _layer1_inputs(dtype=torch.float64, T=6):
     g = torch.Generator().manual_seed(0)
     B, H, A, K = 2, 4, 5, 2
     r = lambda *s, scale=1.0: (scale * torch.randn(*s, generator=g, dtype=dtype)).requires_grad_()  # noqa: E731
-    x, W, b = r(T, B, 3), r(3 + A + H, 4 * H, scale=0.5), r(4 * H, scale=0.3)
+    x, W = r(T, B, 3), r(3 + A + H + 1, 4 * H, scale=0.5)   # the last row of W is the bias
     Ww, bw = r(H, 3 * K, scale=0.5), r(3 * K, scale=0.3)
     onehot = torch.nn.functional.one_hot(torch.tensor([[1, 2, 3], [4, 1, 0]]), A).to(dtype)
     onehot[..., 0] = 0
     forced = torch.rand(T, B, K, generator=g, dtype=dtype).cumsum(0)
-    return (x, W, b, Ww, bw), onehot, forced
+    return (x, W, Ww, bw), onehot, forced
 
 
 def test_layer1_window_backward_matches_numerical_gradients():
