@@ -89,19 +89,16 @@ class Synthesizer(nn.Module):
     def _window(self, h1, kappa, onehot, text_mask, forced_kappa=None, blend=0.0, weights=None):
         """One step of the attention window. Returns (w, kappa, phi) with phi over U+1 positions
         (the last one is 'after the text', used by the stop rule). ``weights``: the window layer's
-        (W^T, b), already in the matmul dtype (the training loop casts them once)."""
+        (W^T, b) from ``step_weights``."""
         K = self.config.window_k
-        if weights is None:
-            p = self.window(h1).float().exp()
-        else:
-            W, b = weights
-            p = ((h1.to(W.dtype) @ W).float() + b).exp()
-        alpha, beta, kstep = p[:, :K], p[:, K:2 * K], p[:, 2 * K:]
-        kappa = kappa + kstep * self.config.kappa_scale
-        k = kappa if forced_kappa is None else blend * forced_kappa + (1 - blend) * kappa
+        W, b = weights if weights is not None else (self.window.weight.t(), self.window.bias)
+        p = torch.addmm(b, h1.to(W.dtype), W).float().exp()
+        kappa = torch.add(kappa, p[:, 2 * K:], alpha=self.config.kappa_scale)
+        k = kappa if forced_kappa is None else torch.lerp(kappa, forced_kappa, blend)
         U = onehot.shape[1]
-        u = torch.arange(U + 1, device=h1.device, dtype=k.dtype)
-        phi = (alpha.unsqueeze(2) * torch.exp((-beta.unsqueeze(2) * (k.unsqueeze(2) - u) ** 2).clamp(min=WINDOW_EXP_FLOOR))).sum(1)
+        d = k.unsqueeze(2) - _positions(U + 1, k.dtype)
+        E = (d * d * p[:, K:2 * K].unsqueeze(2)).clamp(max=-WINDOW_EXP_FLOOR).neg().exp()
+        phi = torch.bmm(p[:, :K].unsqueeze(1), E).squeeze(1)
         weight = phi[:, :U] if text_mask is None else phi[:, :U] * text_mask  # padding rows of onehot are 0
         w = torch.bmm(weight.unsqueeze(1).to(onehot.dtype), onehot).squeeze(1).float()
         return w, kappa, phi
@@ -138,28 +135,32 @@ class Synthesizer(nn.Module):
     def step_weights(self, dtype: torch.dtype = torch.float32) -> dict:
         """The weights of a sampling step, prepared once per batch: per layer the input and
         recurrent weights stacked into one (in, 4H) matrix with the summed bias, so a layer is one
-        matmul; the head likewise. ``dtype`` bfloat16 halves the memory each step streams (the
-        model is trained with bfloat16 matmuls); the window, whose position accumulates over the
-        line, stays in float32."""
+        matmul, its gate columns ordered [i, f, o, g] (one sigmoid, one tanh); the head likewise.
+        ``dtype`` bfloat16 halves the memory each step streams (the model is trained with
+        bfloat16 matmuls); the window, whose position accumulates over the line, stays in float32."""
+        H = self.config.hidden
+        order = torch.cat([torch.arange(2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
         layers = [(self.cell1.weight_ih, self.cell1.weight_hh, self.cell1.bias_ih, self.cell1.bias_hh)]
         layers += [(m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0) for m in self.upper]
-        return {"layers": [(torch.cat([wi, wh], 1).t().contiguous().to(dtype), (bi + bh).to(dtype))
+        return {"layers": [(torch.cat([wi, wh], 1)[order].t().contiguous().to(dtype), (bi + bh)[order].to(dtype))
                            for wi, wh, bi, bh in layers],
                 "window": (self.window.weight.t().contiguous(), self.window.bias),
                 "head": (self.head.weight.t().contiguous().to(dtype), self.head.bias.to(dtype))}
 
     @staticmethod
-    def _cell(inp, h, c, W, b, H):
-        """One LSTM cell step from stacked weights: gates = [inp, h] @ W + b (in W's dtype)."""
-        gates = torch.addmm(b, torch.cat([inp, h], 1).to(W.dtype), W).float()
-        s = gates.sigmoid()
-        c = torch.addcmul(s[:, H:2 * H] * c, s[:, :H], gates[:, 2 * H:3 * H].tanh())
-        return s[:, 3 * H:] * c.tanh(), c
+    def _cell(parts, c, W, b, H):
+        """One LSTM cell step from ``step_weights``: gates = [*parts] @ W + b (the last part is
+        the layer's own h; the matmul in W's dtype), gate order [i, f, o, g]."""
+        z = torch.cat(parts, 1, out=c.new_empty(c.shape[0], W.shape[0], dtype=W.dtype))
+        gates = torch.addmm(b, z, W).float()
+        s = gates[:, :3 * H].sigmoid()
+        c = torch.addcmul(s[:, H:2 * H] * c, s[:, :H], gates[:, 3 * H:].tanh())
+        return s[:, 2 * H:] * c.tanh(), c
 
     def _layer1_step(self, x, h, c, kappa, w, onehot, weights):
         """Layer 1 and the window for one pen step."""
         W, b = weights["layers"][0]
-        h, c = self._cell(torch.cat([x, w], 1), h, c, W, b, self.config.hidden)
+        h, c = self._cell([x, w, h], c, W, b, self.config.hidden)
         w, kappa, phi = self._window(h, kappa, onehot, None, weights=weights["window"])
         return h, c, kappa, w, phi
 
@@ -175,11 +176,12 @@ class Synthesizer(nn.Module):
         h, c, kappa, w, phi = self._layer1_step(x, state.h[0], state.c[0], state.kappa, state.w, onehot, weights)
         hs, cs = [h], [c]
         for i, (W, b) in enumerate(weights["layers"][1:], 1):
-            h, c = self._cell(torch.cat([x, w, h], 1), state.h[i], state.c[i], W, b, H)
+            h, c = self._cell([x, w, h, state.h[i]], state.c[i], W, b, H)
             hs.append(h)
             cs.append(c)
         Wh, hb = weights["head"]
-        out = torch.addmm(hb, torch.cat(hs, 1).to(Wh.dtype), Wh).float()
+        z = torch.cat(hs, 1, out=h.new_empty(h.shape[0], Wh.shape[0], dtype=Wh.dtype))
+        out = torch.addmm(hb, z, Wh).float()
         return out, State(hs, cs, kappa, w), phi
 
     @torch.no_grad()
@@ -230,6 +232,15 @@ class _Scratch:
 
 
 _FORWARD_SCRATCH, _BACKWARD_SCRATCH = _Scratch(), _Scratch()
+_POSITIONS: dict = {}
+
+
+def _positions(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """0, 1, ..., n - 1: the text positions the window weighs (cached; sampling asks every step)."""
+    u = _POSITIONS.get((n, dtype))
+    if u is None:
+        u = _POSITIONS[(n, dtype)] = torch.arange(n, dtype=dtype)
+    return u
 
 
 def _cell_step(gates, c, a, c_out, tc_out, h_out, H):
@@ -293,7 +304,7 @@ class _Layer1Window(torch.autograd.Function):
         W, Ww, bw = W_rec.detach().to(mm_dtype), W_win.detach().to(dt), b_win.detach().to(dt)
         oh = torch.cat([onehot.detach().to(dt), onehot.new_zeros(B, 1, A, dtype=dt)], 1)
         code = oh.argmax(2)     # (B, U + 1) character codes; padding and 'after the text' -> 0
-        u = torch.arange(U + 1, dtype=dt)
+        u = _positions(U + 1, dt)
         ws = _FORWARD_SCRATCH if _FORWARD_SCRATCH.free() else _Scratch()
         ws.owner = weakref.ref(ctx)
         Z = ws.take("Z", (T + 1, B, A3 + H + 1), mm_dtype)      # Z[t] = [x_t, w_{t-1}, h_{t-1}, 1]
@@ -348,7 +359,7 @@ class _Layer1Window(torch.autograd.Function):
             # the window: per step, the gradient w.r.t. its (alpha, beta, kappa) logits is
             # M[t] (B, 3K, U+1) applied to d loss / d phi, with M built here for all steps at once
             alpha, beta, kstep = P[..., :K], P[..., K:2 * K], P[..., 2 * K:] * ctx.kappa_scale
-            d = torch.sub(Ks.unsqueeze(3), torch.arange(U1, dtype=dt), out=ws.take("d", Es.shape, dt))
+            d = torch.sub(Ks.unsqueeze(3), _positions(U1, dt), out=ws.take("d", Es.shape, dt))
             M = ws.take("M", (T, B, 3, K, U1), dt)
             EA = torch.mul(Es, alpha.unsqueeze(3), out=M[:, :, 0])
             EAd = torch.mul(EA, d, out=ws.take("EAd", d.shape, dt))
