@@ -222,13 +222,13 @@ class _Scratch:
     def free(self) -> bool:
         return self.owner is None or self.owner() is None
 
-    def take(self, name: str, shape: tuple, dtype: torch.dtype, zero: bool = False) -> torch.Tensor:
+    def take(self, name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised (shape) tensor backed by the buffer ``name`` (grown when too small)."""
         n = math.prod(shape)
         buf = self.store.get((name, dtype))
         if buf is None or buf.numel() < n:
             buf = self.store[(name, dtype)] = torch.empty(n, dtype=dtype)
-        out = buf[:n].view(shape)
-        return out.zero_() if zero else out
+        return buf[:n].view(shape)
 
 
 _FORWARD_SCRATCH, _BACKWARD_SCRATCH = _Scratch(), _Scratch()
