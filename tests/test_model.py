@@ -204,3 +204,16 @@ def test_training_forward_matches_reference_autograd():
     ref_grads = torch.autograd.grad((ref ** 2).mean(), list(m.parameters()))
     for (name, _), a, b in zip(m.named_parameters(), grads, ref_grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_training_cell_computes_activations_in_float32_from_bfloat16_gates():
+    from handsynth.model import _cell_step
+    H, B = 8, 3
+    gates = (3 * torch.randn(B, 4 * H)).bfloat16()
+    a, c_out, tc_out, h_out = torch.empty(B, 4 * H), torch.empty(B, H), torch.empty(B, H), torch.empty(B, H)
+    c0 = torch.randn(B, H)
+    h, c = _cell_step(gates, c0, a, c_out, tc_out, h_out, H)
+    g = gates.float()
+    i, f, gg, o = g[:, :H].sigmoid(), g[:, H:2 * H].sigmoid(), g[:, 2 * H:3 * H].tanh(), g[:, 3 * H:].sigmoid()
+    torch.testing.assert_close(c, f * c0 + i * gg, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(h, o * torch.tanh(f * c0 + i * gg), rtol=1e-6, atol=1e-6)
