@@ -86,28 +86,28 @@ class Synthesizer(nn.Module):
         oh[..., 0] = 0
         return oh
 
-    def _window(self, h1, kappa, onehot, text_mask, forced_kappa=None, blend=0.0, weights=None):
+    def _window(self, h1, kappa, onehot, weights=None):
         """One step of the attention window. Returns (w, kappa, phi) with phi over U+1 positions
-        (the last one is 'after the text', used by the stop rule). ``weights``: the window layer's
-        (W^T, b) from ``step_weights``."""
+        (the last one is 'after the text', used by the stop rule). ``onehot``'s padding rows are
+        zero, so padding gets no weight. ``weights``: the window layer's (W^T, b) from
+        ``step_weights``."""
         K = self.config.window_k
         W, b = weights if weights is not None else (self.window.weight.t(), self.window.bias)
         p = torch.addmm(b, h1.to(W.dtype), W).float().exp()
         kappa = torch.add(kappa, p[:, 2 * K:], alpha=self.config.kappa_scale)
-        k = kappa if forced_kappa is None else torch.lerp(kappa, forced_kappa, blend)
         U = onehot.shape[1]
-        d = k.unsqueeze(2) - _positions(U + 1, k.dtype)
+        d = kappa.unsqueeze(2) - _positions(U + 1, kappa.dtype)
         E = (d * d * p[:, K:2 * K].unsqueeze(2)).clamp(max=-WINDOW_EXP_FLOOR).neg().exp()
         phi = torch.bmm(p[:, :K].unsqueeze(1), E).squeeze(1)
-        weight = phi[:, :U] if text_mask is None else phi[:, :U] * text_mask  # padding rows of onehot are 0
-        w = torch.bmm(weight.unsqueeze(1).to(onehot.dtype), onehot).squeeze(1).float()
+        w = torch.bmm(phi[:, None, :U].to(onehot.dtype), onehot).squeeze(1).float()
         return w, kappa, phi
 
     def forward(self, inputs: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 return_phi: bool = False, forced_kappa: torch.Tensor | None = None, blend: float = 0.0):
         """Teacher-forced pass over whole lines.
 
-        inputs (B, T, 3), text (B, U) codes, text_mask (B, U). ``forced_kappa`` (B, T, K), mixed
+        inputs (B, T, 3), text (B, U) codes (0 = padding), text_mask (B, U) (not needed: padding
+        code 0 has an all-zero one-hot row, so it gets no weight). ``forced_kappa`` (B, T, K), mixed
         with the learned window position by ``blend`` in [0, 1], is the attention warm-up.
         Returns the head's output (B, T, 1 + 6M), and phi (B, T, U + 1) if asked.
         """
@@ -161,7 +161,7 @@ class Synthesizer(nn.Module):
         """Layer 1 and the window for one pen step."""
         W, b = weights["layers"][0]
         h, c = self._cell([x, w, h], c, W, b, self.config.hidden)
-        w, kappa, phi = self._window(h, kappa, onehot, None, weights=weights["window"])
+        w, kappa, phi = self._window(h, kappa, onehot, weights["window"])
         return h, c, kappa, w, phi
 
     @torch.no_grad()

@@ -191,7 +191,7 @@ def test_training_forward_matches_reference_autograd():
     hs, ws = [], []
     for t in range(x.shape[1]):
         h, c = m.cell1(torch.cat([x[:, t], w], 1), (h, c))
-        w, kappa, _ = m._window(h, kappa, onehot, mask)
+        w, kappa, _ = m._window(h, kappa, onehot)
         hs.append(h)
         ws.append(w)
     h1, wseq = torch.stack(hs, 1), torch.stack(ws, 1)
