@@ -247,10 +247,12 @@ def _cell_step(gates, c, a, c_out, tc_out, h_out, H):
     """One LSTM cell step of the training loop, into preallocated rows: ``a`` gets
     [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)], then c, tanh(c) and h. Returns (h, c).
     Gates from a bfloat16 matmul are widened first: with a bfloat16 input, ``sigmoid(out=float32)``
-    computes and rounds in bfloat16 (a forget gate of 0.993 would land on a 0.004 grid)."""
-    gates = gates.to(a.dtype)
-    torch.sigmoid(gates, out=a)
-    torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
+    computes and rounds in bfloat16 (a forget gate of 0.993 would land on a 0.004 grid). They
+    are widened into ``a`` itself: a fresh (B, 4H) tensor per step would cost page faults."""
+    a.copy_(gates)
+    a[:, :2 * H].sigmoid_()
+    a[:, 2 * H:3 * H].tanh_()
+    a[:, 3 * H:].sigmoid_()
     c = torch.mul(a[:, H:2 * H], c, out=c_out).addcmul_(a[:, :H], a[:, 2 * H:3 * H])
     return torch.mul(a[:, 3 * H:], torch.tanh(c, out=tc_out), out=h_out), c
 
