@@ -256,15 +256,17 @@ def _positions(n: int, dtype: torch.dtype) -> torch.Tensor:
 def _cell_step(gates, c, a, c_out, tc_out, h_out, H):
     """One LSTM cell step of the training loop, into preallocated rows: ``a`` gets
     [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)], then c, tanh(c) and h. Returns (h, c).
-    Gates from a bfloat16 matmul are widened first: with a bfloat16 input, ``sigmoid(out=float32)``
-    computes and rounds in bfloat16 (a forget gate of 0.993 would land on a 0.004 grid). They
-    are widened into ``a`` itself: a fresh (B, 4H) tensor per step would cost page faults."""
+    ``gates`` holds 2g in place of g (the caller doubles those weight columns), so one sigmoid
+    serves all four gates: tanh(x) = 2 sigmoid(2x) - 1, and on this CPU tanh costs over 3x a
+    sigmoid. Gates from a bfloat16 matmul are widened into ``a`` first: with a bfloat16 input,
+    ``sigmoid(out=float32)`` computes and rounds in bfloat16 (a forget gate of 0.993 would land on
+    a 0.004 grid), and a fresh (B, 4H) tensor per step would cost page faults."""
     a.copy_(gates)
-    a[:, :2 * H].sigmoid_()
-    a[:, 2 * H:3 * H].tanh_()
-    a[:, 3 * H:].sigmoid_()
+    a.sigmoid_()
+    a[:, 2 * H:3 * H].mul_(2).sub_(1)
     c = torch.mul(a[:, H:2 * H], c, out=c_out).addcmul_(a[:, :H], a[:, 2 * H:3 * H])
-    return torch.mul(a[:, 3 * H:], torch.tanh(c, out=tc_out), out=h_out), c
+    tanh_c = torch.mul(c, 2, out=tc_out).sigmoid_().mul_(2).sub_(1)
+    return torch.mul(a[:, 3 * H:], tanh_c, out=h_out), c
 
 
 def _cell_grad_factors(acts, Cs, TCs, ws):
@@ -316,7 +318,8 @@ class _Layer1Window(torch.autograd.Function):
         T, B, _ = x.shape
         H, (U, A), K = W_rec.shape[1] // 4, onehot.shape[1:], W_win.shape[1] // 3
         dt, A3 = x.dtype, 3 + A
-        W, Ww, bw = W_rec.detach().to(mm_dtype), W_win.detach().to(dt), b_win.detach().to(dt)
+        W, Ww, bw = W_rec.detach().to(mm_dtype, copy=True), W_win.detach().to(dt), b_win.detach().to(dt)
+        W[:, 2 * H:3 * H] *= 2      # 2g for _cell_step (exact in any dtype); the backward uses W_rec
         oh = torch.cat([onehot.detach().to(dt), onehot.new_zeros(B, 1, A, dtype=dt)], 1)
         code = oh.argmax(2)     # (B, U + 1) character codes; padding and 'after the text' -> 0
         u = _positions(U + 1, dt)
