@@ -388,7 +388,6 @@ class _Layer1Window(torch.autograd.Function):
             dGb = ws.take("dG", (T, B, G), mm_dtype)
             dA = ws.take("dA", (T, B, 3 * K), dt)
             Mp = ws.take("Mp", (B, 3 * K, U1), dt)
-            dG = ws.take("dG1", (B, G), dt)
             dh_next, dw_next = Hs.new_zeros(B, H), Hs.new_zeros(B, A3 - 3)
             dc, dkappa = Hs.new_zeros(B, H), Hs.new_zeros(B, K)
             for t in range(T - 1, -1, -1):
@@ -398,8 +397,7 @@ class _Layer1Window(torch.autograd.Function):
                 dkappa.add_(r[:, 2 * K:])
                 torch.mul(dkappa, kstep[t], out=r[:, 2 * K:])
                 dh = torch.addmm(dh_next.add_(gH[t]), r, WwT)
-                _cell_grad_step(t, dh, dc, factors, dG, H)
-                dGb[t] = dG
+                _cell_grad_step(t, dh, dc, factors, dGb[t], H)    # d gates straight into the matmul dtype
                 dz = torch.mm(dGb[t], WT).to(dt)
                 dw_next, dh_next = dz[:, 3:A3], dz[:, A3:-1]
             G2 = dGb.view(T * B, G)
