@@ -29,6 +29,7 @@ DEFAULT_MODEL = Path(__file__).with_name("weights") / "default.pt"
 MAX_TEXT_CHARS = 3000     # per request: about 2 pages
 BATCH_LINES = 12          # lines sampled together
 CANDIDATES = 2            # each line is written this many times at once; the first plausible is kept
+NARROW_AT = 100           # pen steps (about 9 characters) after which a line keeps only its candidate furthest along
 MAX_PASSES = 2            # passes for lines with no plausible candidate (stalled or scribbled)
 MAX_STEPS_PER_CHAR = 22.0 # a line dawdling longer is scribbled (typical: 11-15; measured, see README)
 
@@ -121,19 +122,21 @@ class Handwriter:
         return Drawing(pages, ink, [sampled[i] for i in todo])
 
     def _sample_checked(self, texts, seeds, opts, primer) -> list[Line]:
-        """Sample lines so that they come out plausible: each line is written by CANDIDATES
-        candidates at once and the first to finish plausibly (no stall, no scribble, no far too
-        wide word) is kept; lines with no plausible candidate get one more pass with new seeds.
-        Bounded: at most MAX_PASSES passes, and the least bad candidate is kept."""
+        """Sample lines so that they come out plausible: each line is started by CANDIDATES
+        candidates at once; after NARROW_AT pen steps only the one whose window is furthest along
+        goes on (a step's cost is mostly per step, not per row, but not entirely), and the first
+        to finish plausibly (no stall, no scribble, no far too wide word) is kept; lines with no
+        plausible candidate get one more pass with new seeds. Bounded: at most MAX_PASSES
+        passes, and the least bad candidate is kept."""
         out = sample_lines(self.model, self.alphabet, self.mean, self.std, texts, opts, primer, True, seeds,
-                           candidates=CANDIDATES, score=badness)
+                           candidates=CANDIDATES, score=badness, narrow_at=NARROW_AT)
         for p in range(1, MAX_PASSES):
             bad = [k for k, line in enumerate(out) if not plausible(line)]
             if not bad:
                 break
             redo = sample_lines(self.model, self.alphabet, self.mean, self.std, [texts[k] for k in bad], opts,
                                 primer, True, [seeds[k] for k in bad], candidates=CANDIDATES, score=badness,
-                                first_candidate=p * CANDIDATES)
+                                first_candidate=p * CANDIDATES, narrow_at=NARROW_AT)
             for k, line in zip(bad, redo):
                 if plausible(line) or badness(line) < badness(out[k]):
                     out[k] = line

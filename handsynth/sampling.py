@@ -60,7 +60,8 @@ RESAMPLE_SEED_STEP = 100_003  # candidate a of a line uses the line's seed + a *
 def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[str],
                  options: SamplingOptions = SamplingOptions(), primer: Primer | None = None,
                  return_phi: bool = False, line_seeds: list[int] | None = None,
-                 candidates: int = 1, score=None, first_candidate: int = 0) -> list[Line]:
+                 candidates: int = 1, score=None, first_candidate: int = 0,
+                 narrow_at: int | None = None) -> list[Line]:
     """Sample one line of handwriting per text, all in one batch.
 
     With a ``primer``, its strokes are fed through the network with the text
@@ -72,9 +73,10 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     ``candidates`` > 1 writes each text that many times at once (candidate ``a`` seeded with the
     line's seed + ``(first_candidate + a) * RESAMPLE_SEED_STEP``); ``score(line)`` rates a
     finished candidate (0 = fine). The first candidate to finish with score 0 is the line, and
-    the text's other candidates stop there; if none scores 0, the lowest score wins. A step for
-    20 rows costs about 1.5x one for 10 (bfloat16 matmuls, compute-bound at this size): less than
-    a second pass for the lines that fail.
+    the text's other candidates stop there; if none scores 0, the lowest score wins. With
+    ``narrow_at``, each text keeps only one candidate from that pen step on: the one whose window
+    is furthest along (the first on a tie). The race then costs extra rows for its first steps
+    only, and still drops a candidate that is slow or stalls from the start.
     """
     if not texts:
         return []
@@ -146,7 +148,17 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         # (flagged as capped) instead of at the end of its budget
         progress = np.maximum(ph[:, :U].argmax(1) - len(prefix), 0)
         stop |= ((t + 1) >= caps[rows]) | ((t + 1) >= 40 + options.steps_per_char * (progress + 1))
-        if stop.any():
+        drop = np.zeros(len(rows), bool)
+        if C > 1 and narrow_at is not None and t + 1 == narrow_at:
+            # each text keeps only its candidate whose window is furthest along (the first on a tie)
+            live = ~stop
+            lead: dict[int, int] = {}
+            for j in np.flatnonzero(live):
+                k = rows[j] % n_texts
+                if result[k] is None and (k not in lead or progress[j] > progress[lead[k]]):
+                    lead[k] = j
+            drop = live & np.array([lead.get(r % n_texts, j) != j for j, r in enumerate(rows)])
+        if stop.any() or drop.any():
             for r in rows[stop]:
                 k = r % n_texts
                 line = finish(r, t + 1)
@@ -157,7 +169,7 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
                 tried[k].append((sc, r // n_texts, line))
                 if sc == 0.0 and result[k] is None:  # accepted: the text's other candidates stop here
                     result[k] = line
-            keep = np.array([result[r % n_texts] is None for r in rows]) & ~stop
+            keep = np.array([result[r % n_texts] is None for r in rows]) & ~stop & ~drop
             if not keep.any():
                 break
             rows, xs = rows[keep], xs[keep]

@@ -257,6 +257,25 @@ def test_candidates_first_plausible_wins_else_least_bad(hw):
         assert least[k].phi is None  # not asked for
 
 
+def test_narrowing_keeps_the_candidate_whose_window_is_furthest_along(hw):
+    from handsynth.sampling import sample_lines
+    texts, opts = ["the window walks on", "a second line"], SamplingOptions(seed=3, bf16=False)
+    args = (hw.model, hw.alphabet, hw.mean, hw.std)
+    at = 60
+    alone = [sample_lines(*args, texts, opts, line_seeds=[0, 1], first_candidate=a, return_phi=True)
+             for a in range(3)]
+    got = sample_lines(*args, texts, opts, line_seeds=[0, 1], candidates=3, score=lambda line: 0.0,
+                       narrow_at=at)
+    for k in range(2):
+        assert all(len(alone[a][k].offsets) > at + 20 for a in range(3))  # all still writing then
+        progress = [int(alone[a][k].phi[at - 1, :len(texts[k])].argmax()) for a in range(3)]
+        lead = progress.index(max(progress))
+        want = alone[lead][k]
+        assert abs(len(got[k].offsets) - len(want.offsets)) <= 2, (progress, [len(alone[a][k].offsets) for a in range(3)])
+        n = min(len(want.offsets), len(got[k].offsets))
+        np.testing.assert_allclose(got[k].offsets[:n], want.offsets[:n], atol=5e-3)
+
+
 def test_stray_marks_after_the_text_are_trimmed():
     from handsynth.sampling import _trim_run_on
 
