@@ -60,6 +60,29 @@ class State:
         return State([h[keep] for h in self.h], [c[keep] for c in self.c], self.kappa[keep], self.w[keep])
 
 
+class StepLinear:
+    """x @ W^T + b for the sampling step, W (out, in) prepared once per batch in ``dtype``. In
+    bfloat16 the weight is prepacked into oneDNN's blocked layout: measured here, a step's four
+    matmuls then take 0.52 ms instead of 0.78 ms for 20 rows (0.16 vs 0.31 ms for one row), with
+    the same results. Float32 stays on addmm, whose rows do not depend on the batch size. (The
+    training loop's per-step matmuls gained nothing from it.)"""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype):
+        self.dtype, self.in_features = dtype, weight.shape[1]
+        self.bias, self.packed = bias.detach().to(dtype), None
+        if dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
+            try:
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype).contiguous(), 16)
+            except (AttributeError, RuntimeError):   # a build without the op: addmm below
+                self.packed = None
+        self.weight_t = None if self.packed is not None else weight.detach().t().contiguous().to(dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return torch.addmm(self.bias, x, self.weight_t)
+
+
 class Synthesizer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -134,9 +157,8 @@ class Synthesizer(nn.Module):
     @torch.no_grad()
     def step_weights(self, dtype: torch.dtype = torch.float32) -> dict:
         """The weights of a sampling step, prepared once per batch: per layer the input and
-        recurrent weights stacked into one (in, 4H) matrix with the summed bias, so a layer is one
-        matmul, its gate columns ordered [i, f, o, g] with g's doubled (see ``_cell``); the head
-        likewise.
+        recurrent weights stacked into one matmul (``StepLinear``) with the summed bias, its gate
+        columns ordered [i, f, o, g] with g's doubled (see ``_cell``); the head likewise.
         ``dtype`` bfloat16 halves the memory each step streams (the model is trained with
         bfloat16 matmuls); the window, whose position accumulates over the line, stays in float32."""
         H = self.config.hidden
@@ -145,21 +167,20 @@ class Synthesizer(nn.Module):
         scale[3 * H:] = 2   # the g columns doubled: tanh(g) = 2 sigmoid(2g) - 1 (exact in any dtype)
         layers = [(self.cell1.weight_ih, self.cell1.weight_hh, self.cell1.bias_ih, self.cell1.bias_hh)]
         layers += [(m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0) for m in self.upper]
-        return {"layers": [((torch.cat([wi, wh], 1)[order] * scale).t().contiguous().to(dtype),
-                            ((bi + bh)[order] * scale[:, 0]).to(dtype))
+        return {"layers": [StepLinear(torch.cat([wi, wh], 1)[order] * scale, (bi + bh)[order] * scale[:, 0], dtype)
                            for wi, wh, bi, bh in layers],
                 "window": (self.window.weight.t().contiguous(), self.window.bias),
-                "head": (self.head.weight.t().contiguous().to(dtype), self.head.bias.to(dtype))}
+                "head": StepLinear(self.head.weight, self.head.bias, dtype)}
 
     @staticmethod
-    def _cell(parts, c, W, b, H, h_dtype=torch.float32):
-        """One LSTM cell step from ``step_weights``: gates = [*parts] @ W + b (the last part is
-        the layer's own h; the matmul in W's dtype: parts already in it make the concatenation a
-        plain copy), gate order [i, f, o, g] with g doubled, so one sigmoid serves all four gates:
+    def _cell(parts, c, linear: StepLinear, H, h_dtype=torch.float32):
+        """One LSTM cell step from ``step_weights``: gates = linear([*parts]) (the last part is
+        the layer's own h; parts already in the matmul dtype make the concatenation a plain
+        copy), gate order [i, f, o, g] with g doubled, so one sigmoid serves all four gates:
         tanh(x) = 2 sigmoid(2x) - 1, and on this CPU tanh costs over 3x a sigmoid. Returns h (in
         ``h_dtype``) and c (float32)."""
-        z = torch.cat(parts, 1, out=c.new_empty(c.shape[0], W.shape[0], dtype=W.dtype))
-        s = torch.addmm(b, z, W).float().sigmoid_()
+        z = torch.cat(parts, 1, out=c.new_empty(c.shape[0], linear.in_features, dtype=linear.dtype))
+        s = linear(z).float().sigmoid_()
         i = s[:, :H]
         c = torch.mul(s[:, H:2 * H], c).sub_(i).addcmul_(i, s[:, 3 * H:], value=2)   # f c + i tanh(g)
         tanh_c = torch.mul(c, 2).sigmoid_().mul_(2).sub_(1)
@@ -167,8 +188,7 @@ class Synthesizer(nn.Module):
 
     def _layer1_step(self, x, h, c, kappa, w, onehot, weights):
         """Layer 1 and the window for one pen step."""
-        W, b = weights["layers"][0]
-        h, c = self._cell([x, w, h], c, W, b, self.config.hidden)   # h in float32 for the window
+        h, c = self._cell([x, w, h], c, weights["layers"][0], self.config.hidden)   # h in float32 for the window
         w, kappa, phi = self._window(h, kappa, onehot, weights["window"])
         return h, c, kappa, w, phi
 
@@ -180,18 +200,16 @@ class Synthesizer(nn.Module):
         ``onehot``'s padding rows are zero, so ``text_mask`` is not needed here (kept for symmetry
         with ``forward``)."""
         weights = weights or self.step_weights()
-        H, dt = self.config.hidden, weights["layers"][0][0].dtype
+        H, dt = self.config.hidden, weights["head"].dtype
         x = x.to(dt)   # h, w and x only ever feed matmuls: the state keeps them in the matmul dtype
         h, c, kappa, w, phi = self._layer1_step(x, state.h[0], state.c[0], state.kappa, state.w, onehot, weights)
         h, w = h.to(dt), w.to(dt)
         hs, cs = [h], [c]
-        for i, (W, b) in enumerate(weights["layers"][1:], 1):
-            h, c = self._cell([x, w, h, state.h[i]], state.c[i], W, b, H, dt)
+        for i, linear in enumerate(weights["layers"][1:], 1):
+            h, c = self._cell([x, w, h, state.h[i]], state.c[i], linear, H, dt)
             hs.append(h)
             cs.append(c)
-        Wh, hb = weights["head"]
-        z = torch.cat(hs, 1, out=h.new_empty(h.shape[0], Wh.shape[0], dtype=Wh.dtype))
-        out = torch.addmm(hb, z, Wh).float()
+        out = weights["head"](torch.cat(hs, 1, out=h.new_empty(h.shape[0], H * len(hs), dtype=dt))).float()
         return out, State(hs, cs, kappa, w), phi
 
     @torch.no_grad()

@@ -219,3 +219,20 @@ def test_training_cell_computes_activations_in_float32_from_bfloat16_gates():
     i, f, gg, o = g[:, :H].sigmoid(), g[:, H:2 * H].sigmoid(), g[:, 2 * H:3 * H].tanh(), g[:, 3 * H:].sigmoid()
     torch.testing.assert_close(c, f * c0 + i * gg, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(h, o * torch.tanh(f * c0 + i * gg), rtol=1e-6, atol=1e-6)
+
+
+def test_step_linear_prepacked_bfloat16_equals_addmm():
+    from handsynth.model import StepLinear
+    g = torch.Generator().manual_seed(0)
+    W, b = torch.randn(48, 40, generator=g), torch.randn(48, generator=g)
+    for rows in (1, 7, 20):
+        x = torch.randn(rows, 40, generator=g)
+        lin = StepLinear(W, b, torch.bfloat16)
+        assert lin.packed is not None or not torch.backends.mkldnn.is_available()
+        want = torch.addmm(b.bfloat16(), x.bfloat16(), W.t().bfloat16())
+        got = lin(x.bfloat16())
+        assert got.dtype == torch.bfloat16 and got.shape == (rows, 48)
+        torch.testing.assert_close(got.float(), want.float(), atol=0.05, rtol=0.01)
+        f32 = StepLinear(W, b, torch.float32)
+        assert f32.packed is None
+        torch.testing.assert_close(f32(x), torch.addmm(b, x, W.t()))
