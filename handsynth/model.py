@@ -73,7 +73,10 @@ class StepLinear:
         if dtype == torch.bfloat16 and torch.backends.mkldnn.is_available():
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype).contiguous(), 16)
-            except (AttributeError, RuntimeError):   # a build without the op: addmm below
+                probe = self(torch.zeros(1, self.in_features, dtype=dtype))   # 0 @ W + b must be b
+                if not torch.equal(probe[0], self.bias):
+                    self.packed = None
+            except (AttributeError, RuntimeError, NotImplementedError):   # a build without the ops: addmm
                 self.packed = None
         self.weight_t = None if self.packed is not None else weight.detach().t().contiguous().to(dtype)
 
