@@ -110,8 +110,9 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     x[:, 2] = 1.0  # the start token
     if primer is not None and len(primer.offsets):
         p = torch.from_numpy(standardize(primer.offsets, mean, std))
-        inputs = torch.cat([x[:1], p[:-1]]).expand(B, len(p), 3)  # start token, then the primer
-        state = model.prime(inputs, onehot, weights)
+        inputs = torch.cat([x[:1], p[:-1]]).expand(n_texts, len(p), 3)  # start token, then the primer
+        # a text's candidates share its priming: each text is primed once
+        state = model.prime(inputs, onehot[:n_texts], weights).select(torch.arange(B) % n_texts)
         x = p[-1].expand(B, 3).clone()
 
     # the loop's bookkeeping is numpy: per step it is a few dozen operations on tiny arrays

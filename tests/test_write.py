@@ -61,6 +61,21 @@ def test_priming_returns_only_the_new_part(hw):
     assert primed.text == "hello"
 
 
+def test_primed_candidates_equal_each_candidate_sampled_alone(hw):
+    """A text's candidates share one priming pass; each must still continue its own text."""
+    from handsynth.sampling import sample_lines
+    primer = hw.primer(handsynth.available_styles()[0].id)
+    texts, opts = ["a primed line", "two"], SamplingOptions(seed=2, bf16=False)
+    args = (hw.model, hw.alphabet, hw.mean, hw.std, texts, opts, primer)
+    alone = [sample_lines(*args, line_seeds=[0, 1], first_candidate=a) for a in range(2)]
+    both = sample_lines(*args, line_seeds=[0, 1], candidates=2, score=lambda line: 0.0)
+    for k in range(2):
+        want = min((alone[a][k] for a in range(2)), key=lambda line: len(line.offsets))  # the first to finish
+        assert abs(len(both[k].offsets) - len(want.offsets)) <= 2
+        n = min(len(want.offsets), len(both[k].offsets))
+        np.testing.assert_allclose(both[k].offsets[:n], want.offsets[:n], atol=5e-3)
+
+
 def test_wrap_keeps_paragraphs_and_breaks():
     text = "first line\nsecond\n\n\nnew paragraph " + "word " * 30
     lines = wrap(text, 30)
