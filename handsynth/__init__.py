@@ -124,8 +124,7 @@ class Handwriter:
     def _sample_checked(self, texts, seeds, opts, primer) -> list[Line]:
         """Sample lines so that they come out plausible: each line is started by CANDIDATES
         candidates at once; after NARROW_AT pen steps only the one whose window is furthest along
-        goes on (a step's cost is mostly per step, not per row, but not entirely), and the first
-        to finish plausibly (no stall, no scribble, no far too wide word) is kept; lines with no
+        goes on, and the first to finish plausibly (no stall, no scribble, no far too wide word) is kept; lines with no
         plausible candidate get one more pass with new seeds. Bounded: at most MAX_PASSES
         passes, and the least bad candidate is kept."""
         out = sample_lines(self.model, self.alphabet, self.mean, self.std, texts, opts, primer, True, seeds,

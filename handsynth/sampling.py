@@ -149,17 +149,8 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         # (flagged as capped) instead of at the end of its budget
         progress = np.maximum(ph[:, :U].argmax(1) - len(prefix), 0)
         stop |= ((t + 1) >= caps[rows]) | ((t + 1) >= 40 + options.steps_per_char * (progress + 1))
-        drop = np.zeros(len(rows), bool)
-        if C > 1 and narrow_at is not None and t + 1 == narrow_at:
-            # each text keeps only its candidate whose window is furthest along (the first on a tie)
-            live = ~stop
-            lead: dict[int, int] = {}
-            for j in np.flatnonzero(live):
-                k = rows[j] % n_texts
-                if result[k] is None and (k not in lead or progress[j] > progress[lead[k]]):
-                    lead[k] = j
-            drop = live & np.array([lead.get(r % n_texts, j) != j for j, r in enumerate(rows)])
-        if stop.any() or drop.any():
+        drop = _behind(rows % n_texts, progress, ~stop) if C > 1 and t + 1 == narrow_at else None
+        if stop.any() or drop is not None:
             for r in rows[stop]:
                 k = r % n_texts
                 line = finish(r, t + 1)
@@ -170,7 +161,9 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
                 tried[k].append((sc, r // n_texts, line))
                 if sc == 0.0 and result[k] is None:  # accepted: the text's other candidates stop here
                     result[k] = line
-            keep = np.array([result[r % n_texts] is None for r in rows]) & ~stop & ~drop
+            keep = np.array([result[r % n_texts] is None for r in rows]) & ~stop
+            if drop is not None:
+                keep &= ~drop
             if not keep.any():
                 break
             rows, xs = rows[keep], xs[keep]
@@ -183,6 +176,17 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         if not return_phi:
             result[k].phi = None
     return result
+
+
+def _behind(text_of_row: np.ndarray, progress: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """The live rows to drop so that each text keeps one live row: the one whose window is
+    furthest along (the first on a tie; rows are in candidate order)."""
+    lead: dict[int, int] = {}
+    for j in np.flatnonzero(live):
+        k = int(text_of_row[j])
+        if k not in lead or progress[j] > progress[lead[k]]:
+            lead[k] = j
+    return live & (np.array([lead.get(int(k), -1) for k in text_of_row]) != np.arange(len(live)))
 
 
 def _trim_run_on(offsets: np.ndarray, phi: np.ndarray) -> int:
