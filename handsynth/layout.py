@@ -122,7 +122,8 @@ def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True
             w = (xmax - xmin) * xh
             x0 = {"left": opts.margin, "center": (opts.width - w) / 2,
                   "right": opts.width - opts.margin - w}[opts.align] - xmin * xh
-            placed = [np.column_stack([s[:, 0] * xh + x0, y0 - s[:, 1] * xh]).astype(np.float32) for s in strokes]
+            pts = np.concatenate(strokes) * np.array([xh, -xh], np.float32) + np.array([x0, y0], np.float32)
+            placed = np.split(pts.astype(np.float32), np.cumsum([len(s) for s in strokes])[:-1])
             page.lines.append(PlacedLine(text, placed, angle))
         pages.append(page)
     if tight and len(pages) == 1 and pages[0].lines:

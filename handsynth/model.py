@@ -163,17 +163,24 @@ class Synthesizer(nn.Module):
         recurrent weights stacked into one matmul (``StepLinear``) with the summed bias, its gate
         columns ordered [i, f, o, g] with g's doubled (see ``_cell``); the head likewise.
         ``dtype`` bfloat16 halves the memory each step streams (the model is trained with
-        bfloat16 matmuls); the window, whose position accumulates over the line, stays in float32."""
+        bfloat16 matmuls); the window, whose position accumulates over the line, stays in float32.
+        Kept until a parameter changes (preparing them costs about 20 ms)."""
+        key = (dtype, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cached = self.__dict__.get("_step_weights")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         H = self.config.hidden
         order = torch.cat([torch.arange(2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
         scale = torch.ones(4 * H, 1)
         scale[3 * H:] = 2   # the g columns doubled: tanh(g) = 2 sigmoid(2g) - 1 (exact in any dtype)
         layers = [(self.cell1.weight_ih, self.cell1.weight_hh, self.cell1.bias_ih, self.cell1.bias_hh)]
         layers += [(m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0) for m in self.upper]
-        return {"layers": [StepLinear(torch.cat([wi, wh], 1)[order] * scale, (bi + bh)[order] * scale[:, 0], dtype)
-                           for wi, wh, bi, bh in layers],
-                "window": (self.window.weight.t().contiguous(), self.window.bias),
-                "head": StepLinear(self.head.weight, self.head.bias, dtype)}
+        weights = {"layers": [StepLinear(torch.cat([wi, wh], 1)[order] * scale, (bi + bh)[order] * scale[:, 0], dtype)
+                              for wi, wh, bi, bh in layers],
+                   "window": (self.window.weight.detach().t().contiguous(), self.window.bias.detach().clone()),
+                   "head": StepLinear(self.head.weight, self.head.bias, dtype)}
+        self.__dict__["_step_weights"] = (key, weights)
+        return weights
 
     @staticmethod
     def _cell(parts, c, linear: StepLinear, H, h_dtype=torch.float32):

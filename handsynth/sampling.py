@@ -14,7 +14,8 @@ import torch
 from .alphabet import Alphabet
 from .data.corpus import standardize
 from .errors import HandsynthError
-from .model import Synthesizer, sample_mixture
+from . import native
+from .model import WINDOW_EXP_FLOOR, Synthesizer, sample_mixture
 
 MAX_TEXT_CHARS = 120  # per line; layout wraps longer text
 
@@ -99,12 +100,13 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         codes[b, :len(f)] = alphabet.encode(f)
     text = torch.from_numpy(codes)
     onehot = model.onehot(text)
-    ends = np.array([len(f) for f in full])
-    caps = np.array([int(40 + options.steps_per_char * len(t)) for t in texts])
+    ends = np.array([len(f) for f in full], np.int64)
+    caps = np.array([int(40 + options.steps_per_char * len(t)) for t in texts], np.int64)
     cap = int(caps.max())
     noise = torch.stack([_noise(options.seed, s, cap) for s in seeds]).numpy()  # (B, cap, 6)
 
-    weights = model.step_weights(torch.bfloat16 if options.bf16 else torch.float32)
+    dtype = torch.bfloat16 if options.bf16 else torch.float32
+    weights = model.step_weights(dtype)
     state = model.initial_state(B)
     x = torch.zeros(B, 3)
     x[:, 2] = 1.0  # the start token
@@ -115,12 +117,16 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
         state = model.prime(inputs, onehot[:n_texts], weights).select(torch.arange(B) % n_texts)
         x = p[-1].expand(B, 3).clone()
 
-    # the loop's bookkeeping is numpy: per step it is a few dozen operations on tiny arrays
-    out_steps = np.zeros((B, cap, 3), np.float32)
-    phi_all = np.zeros((B, cap, U + 1), np.float32)  # the window's weights, for trimming and for callers
-    passed = np.zeros(B, bool)
-    bias = np.full(B, float(options.bias), np.float32)
-    outside = np.where(codes > 0, 0.0, -np.inf).astype(np.float32)  # padding never counts as 'inside'
+    tb = _Tables(code=codes, ends=ends, caps=caps, noise=noise,
+                 bias=np.full(B, float(options.bias), np.float32), prefix=len(prefix), options=options,
+                 out_steps=np.zeros((B, cap, 3), np.float32),
+                 phi_all=np.zeros((B, cap, U + 1), np.float32),  # the window's weights, for trimming and for callers
+                 passed=np.zeros(B, bool))
+    lib = native.library() if native.supports(model.config, dtype) else None
+    step = native.NativeStep(lib, model, weights, state, x, tb) if lib is not None else \
+        _TorchStep(model, weights, state, onehot, x, tb)
+    out_steps, phi_all, passed = tb.out_steps, tb.phi_all, tb.passed
+    check = getattr(model, "step_check", None)   # e.g. the server's time limit, once per pen step
 
     def finish(r: int, n: int) -> Line:
         off = out_steps[r, :n].copy()
@@ -132,25 +138,14 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
 
     result: list[Line | None] = [None] * n_texts
     tried: list[list] = [[] for _ in range(n_texts)]  # (score, candidate, line) of finished candidates
-    rows = np.arange(B)  # the rows still being written; finished ones leave the batch
     for t in range(cap):
-        out, state, phi = model.step(x, state, onehot, None, weights)
-        ph = phi.numpy()
-        xs = sample_mixture(out.numpy(), bias[rows], noise[rows, t])
-        out_steps[rows, t] = xs
-        phi_all[rows, t] = ph
-        # Graves' stop rule: phi after the last character outweighs every character's phi
-        last = ph[np.arange(len(rows)), ends[rows]]
-        inside = (ph[:, :U] + outside[rows]).max(1)
-        passed[rows] |= last > inside
-        stop = passed[rows] & ((xs[:, 2] > 0.5) | (not options.finish_stroke))
-        # the step cap, and a running cap on the window's progress: a line that has spent more
-        # than steps_per_char per character written so far is scribbling in place; it stops now
-        # (flagged as capped) instead of at the end of its budget
-        progress = np.maximum(ph[:, :U].argmax(1) - len(prefix), 0)
-        stop |= ((t + 1) >= caps[rows]) | ((t + 1) >= 40 + options.steps_per_char * (progress + 1))
-        drop = _behind(rows % n_texts, progress, ~stop) if C > 1 and t + 1 == narrow_at else None
-        if stop.any() or drop is not None:
+        if check is not None:
+            check()
+        n_stop = step(t)
+        rows = step.rows
+        drop = _behind(rows % n_texts, step.progress, ~step.stop) if C > 1 and t + 1 == narrow_at else None
+        if n_stop or drop is not None:
+            stop = step.stop.copy()
             for r in rows[stop]:
                 k = r % n_texts
                 line = finish(r, t + 1)
@@ -166,16 +161,69 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
                 keep &= ~drop
             if not keep.any():
                 break
-            rows, xs = rows[keep], xs[keep]
-            keep_t = torch.from_numpy(keep)
-            state, onehot = state.select(keep_t), onehot[keep_t]
-        x = torch.from_numpy(xs)
+            step.select(keep)
     for k in range(n_texts):
         if result[k] is None:
             result[k] = min(tried[k], key=lambda c: (c[0], c[1]))[2]
         if not return_phi:
             result[k].phi = None
     return result
+
+
+@dataclass
+class _Tables:
+    """A batch's per-row data, indexed by the row's place in the batch as first built (rows
+    that finish leave the step but keep their place here)."""
+    code: np.ndarray        # (R, U) int64 character codes of prefix + text, 0 = padding
+    ends: np.ndarray        # (R,) int64 position after the last character
+    caps: np.ndarray        # (R,) int64 step caps
+    noise: np.ndarray       # (R, cap, 6) float32 random numbers (see _noise)
+    bias: np.ndarray        # (R,) float32
+    prefix: int             # characters of the primer's text before each row's own
+    options: SamplingOptions
+    out_steps: np.ndarray   # (R, cap, 3) float32 the pen offsets drawn (standardised)
+    phi_all: np.ndarray     # (R, cap, U + 1) float32 the window's weights
+    passed: np.ndarray      # (R,) bool: the window has passed the row's last character
+    exp_floor: float = WINDOW_EXP_FLOOR
+
+
+class _TorchStep:
+    """One pen step for the rows still being written, in PyTorch and numpy: the network's step,
+    the mixture draw, recording, and the stop rule. (``native.NativeStep`` does the same with
+    the work between the matmuls compiled.) Calling it with the pen step t returns how many rows
+    stop; ``stop`` and ``progress`` (the character the window is on, past the prefix) are per
+    row, ``rows`` the rows' places in the tables, and ``select(keep)`` drops rows."""
+
+    def __init__(self, model, weights, state, onehot, x, tables: _Tables):
+        self.model, self.weights, self.state, self.onehot, self.x, self.tb = model, weights, state, onehot, x, tables
+        self.rows = np.arange(x.shape[0])
+        self.outside = np.where(tables.code > 0, 0.0, -np.inf).astype(np.float32)  # padding never counts as 'inside'
+
+    def __call__(self, t: int) -> int:
+        tb, rows, U = self.tb, self.rows, self.tb.code.shape[1]
+        out, self.state, phi = self.model.step(self.x, self.state, self.onehot, None, self.weights)
+        ph = phi.numpy()
+        xs = sample_mixture(out.numpy(), tb.bias[rows], tb.noise[rows, t])
+        tb.out_steps[rows, t] = xs
+        tb.phi_all[rows, t] = ph
+        # Graves' stop rule: phi after the last character outweighs every character's phi
+        last = ph[np.arange(len(rows)), tb.ends[rows]]
+        inside = (ph[:, :U] + self.outside[rows]).max(1)
+        tb.passed[rows] |= last > inside
+        stop = tb.passed[rows] & ((xs[:, 2] > 0.5) | (not tb.options.finish_stroke))
+        # the step cap, and a running cap on the window's progress: a line that has spent more
+        # than steps_per_char per character written so far is scribbling in place; it stops now
+        # (flagged as capped) instead of at the end of its budget
+        self.progress = np.maximum(ph[:, :U].argmax(1) - tb.prefix, 0)
+        stop |= ((t + 1) >= tb.caps[rows]) | ((t + 1) >= 40 + tb.options.steps_per_char * (self.progress + 1))
+        self.stop = stop
+        self.x = torch.from_numpy(xs)
+        return int(stop.sum())
+
+    def select(self, keep: np.ndarray):
+        k = torch.from_numpy(keep)
+        self.rows = self.rows[keep]
+        self.state, self.onehot, self.x = self.state.select(k), self.onehot[k], self.x[k]
 
 
 def _behind(text_of_row: np.ndarray, progress: np.ndarray, live: np.ndarray) -> np.ndarray:

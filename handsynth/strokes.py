@@ -51,10 +51,13 @@ def bounds(strokes: Strokes) -> tuple[float, float, float, float]:
 def transform(strokes: Strokes, scale: float = 1.0, dx: float = 0.0, dy: float = 0.0,
               angle: float = 0.0) -> Strokes:
     """Rotate by ``angle`` radians about the origin, scale, then translate."""
+    if not len(strokes):
+        return []
     c, s = np.cos(angle), np.sin(angle)
     rot = np.array([[c, s], [-s, c]], np.float32)  # row-vector convention: p @ rot
-    return [(np.asarray(st, np.float32) @ rot) * scale + np.array([dx, dy], np.float32)
-            for st in strokes]
+    pts = [np.asarray(st, np.float32).reshape(-1, 2) for st in strokes]
+    out = (np.concatenate(pts) @ rot) * np.float32(scale) + np.array([dx, dy], np.float32)
+    return np.split(out, np.cumsum([len(p) for p in pts])[:-1])   # all points at once, then per stroke
 
 
 def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -80,15 +83,18 @@ def baseline(strokes: Strokes, bins: int | None = None) -> tuple[float, float, f
     n = bins or int(np.clip(width / (2 * height), 1, 200))
     edges = np.linspace(x.min(), x.max() + 1e-6, n + 1)
     which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n - 1)
-    bx, by = [], []
-    for i in range(n):
-        m = which == i
-        if m.sum() >= 3:
-            bx.append(x[m].mean())
-            by.append(np.percentile(y[m], 20))
-    if len(bx) < 2:
+    # per slice with at least 3 points: the mean x and the 20th percentile of y (linear
+    # interpolation, as np.percentile), for all slices at once
+    count = np.bincount(which, minlength=n)
+    full = np.flatnonzero(count >= 3)
+    if len(full) < 2:
         return 0.0, float(np.percentile(y, 20)), 0.0
-    bx, by = np.array(bx), np.array(by)
+    ys = y[np.lexsort((y, which))].astype(np.float64)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])[full]
+    pos = 0.2 * (count[full] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    by = ys[start + lo] + (pos - lo) * (ys[start + np.minimum(lo + 1, count[full] - 1)] - ys[start + lo])
+    bx = np.bincount(which, weights=x.astype(np.float64), minlength=n)[full] / count[full]
     slope, intercept = fit_line(bx, by)
     # one robust refit: drop slices far below the line (descenders)
     resid = by - (slope * bx + intercept)

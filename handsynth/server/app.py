@@ -162,11 +162,14 @@ class _CancellableModel:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def step(self, *args, **kwargs):
+    def step_check(self):
+        """Called by the sampler before every pen step (then the wrapped model's own check, if any)."""
         job = getattr(_current, "job", None)
         if job is not None:
             job.check()
-        return self._model.step(*args, **kwargs)
+        inner = getattr(self._model, "step_check", None)
+        if inner is not None:
+            inner()
 
 
 class WorkerPool:

@@ -1,0 +1,192 @@
+"""The sampling step's work between its matmuls, compiled: ``native_step.c`` through ctypes.
+
+A pen step of sampling is four small matmuls and about fifty tiny tensor operations around them
+(the LSTM cells, the attention window, the mixture draw, the stop rule). Each of those costs
+5-20 us from Python, together twice the matmuls. Here they are a handful of C loops: the
+matmuls stay in PyTorch (oneDNN, bfloat16 weights prepacked by ``StepLinear``), and everything
+between them is one C call per layer.
+
+The C file is compiled once per machine with the system's C compiler (``cc -O3 -march=native``)
+into ``~/.cache/handsynth`` (``$XDG_CACHE_HOME``), keyed by the source, the compiler and the CPU.
+Where there is no compiler, or with ``HANDSYNTH_NATIVE=0``, sampling runs the same step in
+PyTorch and numpy (``Synthesizer.step`` and ``sample_mixture``), the reference the tests compare
+this against. ``native.status()`` says which one runs and why.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SOURCE = Path(__file__).with_name("native_step.c")
+MAX_LAYERS = 8
+_P = ctypes.c_void_p
+_state: dict = {}
+
+
+class _Ctx(ctypes.Structure):
+    """Mirrors ``Ctx`` in native_step.c."""
+    _fields_ = [(n, ctypes.c_int32) for n in ("B", "H", "A", "K", "KP", "M", "U", "L", "cap", "prefix", "finish_stroke")] + [
+        ("steps_per_char", ctypes.c_double), ("kappa_scale", ctypes.c_float), ("exp_floor", ctypes.c_float),
+        ("z", _P * MAX_LAYERS), ("zh", _P), ("c", _P * MAX_LAYERS)] + [
+        (n, _P) for n in ("h0", "kappa", "w_win", "b_win", "phi", "code", "rows", "noise", "bias", "ends", "caps",
+                          "out_steps", "phi_all", "passed", "stop", "progress")]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "handsynth"
+
+
+def _cpu_key() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return platform.processor()
+
+
+def _build() -> ctypes.CDLL:
+    name = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    cc = shutil.which(name) if name else None
+    if not cc:
+        raise RuntimeError(f"no C compiler found ({name or 'cc, gcc or clang'})")
+    st = os.stat(cc)
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, str(st.st_size), str(st.st_mtime_ns),
+                                    platform.machine(), _cpu_key()]).encode())
+    target = _cache_dir() / f"native_step-{key.hexdigest()[:16]}.so"
+    if not target.exists():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:   # no writable cache: a private temporary one
+            target = Path(tempfile.gettempdir()) / f"handsynth-{os.getuid()}" / target.name
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            for arch in (["-march=native"], []):   # a compiler without -march=native: generic code
+                r = subprocess.run([cc, "-O3", *arch, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"],
+                                   capture_output=True, text=True, timeout=120)
+                if r.returncode == 0:
+                    break
+            else:
+                raise RuntimeError(f"{cc} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+            os.replace(tmp, target)   # atomic: a concurrent build never loads a half-written file
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    lib = ctypes.CDLL(str(target))
+    lib.hs_layer0.argtypes = [_P, _P]
+    lib.hs_cell.argtypes = [_P, ctypes.c_int, _P]
+    lib.hs_sample.argtypes = [_P, _P, ctypes.c_int]
+    lib.hs_sample.restype = ctypes.c_int
+    for f in (lib.hs_layer0, lib.hs_cell):
+        f.restype = None
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled step (built on first use), or None where it cannot be built or is turned off."""
+    if "lib" not in _state:
+        if os.environ.get("HANDSYNTH_NATIVE", "1") == "0":
+            _state["lib"], _state["why"] = None, "turned off (HANDSYNTH_NATIVE=0)"
+        else:
+            try:
+                _state["lib"], _state["why"] = _build(), "compiled"
+            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                _state["lib"], _state["why"] = None, f"not available: {e}"
+    return _state["lib"]
+
+
+def status() -> str:
+    """Which sampling step runs here, in words."""
+    if library() is not None:
+        return "compiled C step"
+    return f"PyTorch step (the compiled C step is {_state['why']})"
+
+
+def supports(config, dtype: torch.dtype) -> bool:
+    """Whether the compiled step handles this network (its buffers are sized for the shipped
+    sizes and well beyond) at this matmul dtype (bfloat16: the float32 path stays in PyTorch,
+    whose rows do not depend on the batch size)."""
+    return (dtype == torch.bfloat16 and config.layers <= MAX_LAYERS and config.hidden <= 4096
+            and config.window_k <= 80 and config.alphabet_size <= 512 and config.mixtures <= 256)
+
+
+class NativeStep:
+    """The sampling step for a batch of rows with the compiled glue: same interface as
+    ``sampling._TorchStep`` (call with the pen step t: returns how many rows stop; ``stop`` and
+    ``progress`` per row; ``select(keep)`` drops rows)."""
+
+    def __init__(self, lib, model, weights: dict, state, x: torch.Tensor, tables):
+        cfg = model.config
+        H, A, L, dt = cfg.hidden, cfg.alphabet_size, cfg.layers, torch.bfloat16
+        A3, B = 3 + A, x.shape[0]
+        self.lib, self.tb, self.linears, self.head = lib, tables, weights["layers"], weights["head"]
+        self.z = [torch.cat([x, state.w, state.h[0]], 1).to(dt).contiguous()]
+        self.z += [torch.cat([x, state.w, state.h[i - 1], state.h[i]], 1).to(dt).contiguous() for i in range(1, L)]
+        self.zh = torch.cat(state.h, 1).to(dt).contiguous()
+        self.c = [c.float().contiguous().clone() for c in state.c]
+        self.kappa = state.kappa.float().contiguous().clone()
+        self.h0 = torch.empty(B, H)
+        self.phi = torch.empty(B, tables.code.shape[1] + 1)
+        w_win, b_win = weights["window"]
+        KP = -(-w_win.shape[1] // 16) * 16     # the window's 3K outputs padded to whole vectors
+        self.w_win = torch.nn.functional.pad(w_win.float(), (0, KP - w_win.shape[1])).contiguous()
+        self.b_win = torch.nn.functional.pad(b_win.float(), (0, KP - w_win.shape[1])).contiguous()
+        self.rows = np.arange(B, dtype=np.int64)
+        self._stop, self._progress = np.zeros(B, np.uint8), np.zeros(B, np.int64)
+        o = tables.options
+        self.ctx = _Ctx(B=B, H=H, A=A, K=cfg.window_k, KP=KP, M=cfg.mixtures, U=tables.code.shape[1], L=L,
+                        cap=tables.out_steps.shape[1], prefix=tables.prefix, finish_stroke=int(o.finish_stroke),
+                        steps_per_char=o.steps_per_char, kappa_scale=cfg.kappa_scale, exp_floor=tables.exp_floor)
+        for name in ("code", "noise", "bias", "ends", "caps", "out_steps", "phi_all", "passed"):
+            arr = getattr(tables, name)
+            assert arr.flags.c_contiguous and arr.dtype == {"code": np.int64, "ends": np.int64, "caps": np.int64,
+                                                            "passed": np.bool_}.get(name, np.float32), name
+            setattr(self.ctx, name, arr.ctypes.data)
+        self.ctx.w_win, self.ctx.b_win = self.w_win.data_ptr(), self.b_win.data_ptr()
+        self.ctx.stop, self.ctx.progress = self._stop.ctypes.data, self._progress.ctypes.data
+        self._point()
+        self.ref = ctypes.byref(self.ctx)
+
+    def _point(self):
+        """Point the context at the current row buffers."""
+        ctx = self.ctx
+        ctx.B = len(self.rows)
+        for i, (z, c) in enumerate(zip(self.z, self.c)):
+            ctx.z[i], ctx.c[i] = z.data_ptr(), c.data_ptr()
+        ctx.zh, ctx.h0, ctx.kappa, ctx.phi = self.zh.data_ptr(), self.h0.data_ptr(), self.kappa.data_ptr(), self.phi.data_ptr()
+        ctx.rows = self.rows.ctypes.data
+
+    def __call__(self, t: int) -> int:
+        lib, ref = self.lib, self.ref
+        g = self.linears[0](self.z[0])
+        lib.hs_layer0(ref, g.data_ptr())
+        for i in range(1, len(self.z)):
+            g = self.linears[i](self.z[i])
+            lib.hs_cell(ref, i, g.data_ptr())
+        out = self.head(self.zh)
+        return lib.hs_sample(ref, out.data_ptr(), t)
+
+    @property
+    def stop(self) -> np.ndarray:
+        return self._stop[:len(self.rows)].view(np.bool_)
+
+    @property
+    def progress(self) -> np.ndarray:
+        return self._progress[:len(self.rows)]
+
+    def select(self, keep: np.ndarray):
+        k = torch.from_numpy(keep)
+        self.rows = self.rows[keep]
+        self.z, self.c = [z[k] for z in self.z], [c[k] for c in self.c]
+        self.zh, self.kappa = self.zh[k], self.kappa[k]
+        self._point()

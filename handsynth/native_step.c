@@ -1,0 +1,238 @@
+/* The sampling step's work between its matmuls, in C: the LSTM cells, the attention window,
+ * the mixture draw and the stop rule, for a batch of lines.
+ *
+ * handsynth/native.py compiles this file once per machine (cc -O3 -march=native) and calls it
+ * through ctypes; the matmuls stay in PyTorch (oneDNN). Without a C compiler the sampler runs
+ * the same step as PyTorch and numpy operations (Synthesizer.step + sample_mixture), which is
+ * also what the tests compare this file against. The arithmetic is the same; only the rounding
+ * of exp differs (the polynomial below is within 2 ulp).
+ *
+ * Layout, for B rows (lines being written), hidden size H, alphabet A, L layers:
+ *   z[0]  (B, 3 + A + H)       bfloat16  [x, w, h_0]             input of layer 0's matmul
+ *   z[i]  (B, 3 + A + 2H)      bfloat16  [x, w, h_{i-1}, h_i]    input of layer i's matmul
+ *   zh    (B, L H)             bfloat16  [h_0, ..., h_{L-1}]     input of the head's matmul
+ *   c[i]  (B, H)               float32   cell states
+ * Gates come out of the matmuls in the order [i, f, o, g] with g doubled: one sigmoid serves
+ * all four, tanh(g) = 2 sigmoid(2g) - 1.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#define MAX_LAYERS 8
+
+typedef struct {
+    int32_t B, H, A, K, KP, M, U, L, cap, prefix, finish_stroke;
+    double steps_per_char;
+    float kappa_scale, exp_floor;
+    uint16_t *z[MAX_LAYERS];
+    uint16_t *zh;
+    float *c[MAX_LAYERS];
+    float *h0;            /* (B, H) layer 0's h in float32, for the window */
+    float *kappa;         /* (B, K) */
+    const float *w_win;   /* (H, KP) the window layer, 3K columns zero-padded to KP (a multiple of 16) */
+    const float *b_win;   /* (KP) */
+    float *phi;           /* (B, U + 1) this step's window weights */
+    const int64_t *code;  /* (R, U) per table row: character codes, 0 = padding */
+    const int64_t *rows;  /* (B) each row's index in the tables below */
+    const float *noise;   /* (R, cap, 6) per table row: 4 uniforms, 2 standard normals */
+    const float *bias;    /* (R) */
+    const int64_t *ends;  /* (R) position after the last character */
+    const int64_t *caps;  /* (R) step caps */
+    float *out_steps;     /* (R, cap, 3) */
+    float *phi_all;       /* (R, cap, U + 1) */
+    uint8_t *passed;      /* (R) */
+    uint8_t *stop;        /* (B) out */
+    int64_t *progress;    /* (B) out */
+} Ctx;
+
+static inline float bf2f(uint16_t v) {
+    uint32_t u = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t f2bf(float f) {   /* round to nearest even, as PyTorch */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* exp(x) for x in float32: 2^n * e^r with |r| <= ln2 / 2 and a degree-6 polynomial (Cephes);
+ * written so that the compiler vectorises the loops that call it. */
+static inline float hs_exp(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, 4);
+    return p * s;
+}
+
+/* One LSTM cell for row b: gates g (4H, bfloat16) -> c (in place), h into hf (float32) */
+static void cell_row(const uint16_t *g, float *c, float *hf, int H) {
+    for (int j = 0; j < H; j++) {
+        float i = 1.0f / (1.0f + hs_exp(-bf2f(g[j])));
+        float f = 1.0f / (1.0f + hs_exp(-bf2f(g[H + j])));
+        float o = 1.0f / (1.0f + hs_exp(-bf2f(g[2 * H + j])));
+        float sg = 1.0f / (1.0f + hs_exp(-bf2f(g[3 * H + j])));
+        float cc = f * c[j] - i + 2.0f * i * sg;     /* f c + i tanh(g) */
+        c[j] = cc;
+        float t = 2.0f / (1.0f + hs_exp(-2.0f * cc)) - 1.0f;   /* tanh(c) */
+        hf[j] = o * t;
+    }
+}
+
+static void put_bf16(uint16_t *dst, const float *src, int n) {
+    for (int j = 0; j < n; j++) dst[j] = f2bf(src[j]);
+}
+
+/* p = h W + b for the window layer: W (H, KP), KP a multiple of 16 */
+static void window_logits(const float *h, const float *W, const float *bias, float *p, int H, int KP) {
+#if defined(__AVX512F__)
+    for (int j0 = 0; j0 < KP; j0 += 16) {   /* four running sums, in registers */
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        int k = 0;
+        for (; k + 4 <= H; k += 4) {
+            const float *w = W + (int64_t)k * KP + j0;
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(h[k]), _mm512_loadu_ps(w), a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(h[k + 1]), _mm512_loadu_ps(w + KP), a1);
+            a2 = _mm512_fmadd_ps(_mm512_set1_ps(h[k + 2]), _mm512_loadu_ps(w + 2 * KP), a2);
+            a3 = _mm512_fmadd_ps(_mm512_set1_ps(h[k + 3]), _mm512_loadu_ps(w + 3 * KP), a3);
+        }
+        for (; k < H; k++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(h[k]), _mm512_loadu_ps(W + (int64_t)k * KP + j0), a0);
+        __m512 sum = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+        _mm512_storeu_ps(p + j0, _mm512_add_ps(sum, _mm512_loadu_ps(bias + j0)));
+    }
+#else
+    for (int j = 0; j < KP; j++) p[j] = 0.0f;
+    for (int k = 0; k < H; k++)
+        for (int j = 0; j < KP; j++) p[j] += h[k] * W[(int64_t)k * KP + j];
+    for (int j = 0; j < KP; j++) p[j] += bias[j];
+#endif
+}
+
+/* Layer 0's cell and the window, after layer 0's matmul (gates g, (B, 4H) bfloat16). */
+void hs_layer0(Ctx *s, const uint16_t *g) {
+    const int H = s->H, A = s->A, K = s->K, KP = s->KP, U = s->U, L = s->L, A3 = 3 + A;
+    const int w0 = A3 + H, wi = A3 + 2 * H, wh = L * H;
+    float p[256], w[512];
+    for (int b = 0; b < s->B; b++) {
+        const int64_t r = s->rows[b];
+        float *hf = s->h0 + (int64_t)b * H;
+        cell_row(g + (int64_t)b * 4 * H, s->c[0] + (int64_t)b * H, hf, H);
+        put_bf16(s->z[0] + (int64_t)b * w0 + A3, hf, H);
+        if (L > 1) put_bf16(s->z[1] + (int64_t)b * wi + A3, hf, H);
+        put_bf16(s->zh + (int64_t)b * wh, hf, H);
+        /* the window: p = exp(h W + b) = (alpha, beta, kappa step) */
+        window_logits(hf, s->w_win, s->b_win, p, H, KP);
+        for (int j = 0; j < 3 * K; j++) p[j] = hs_exp(p[j]);
+        float *kap = s->kappa + (int64_t)b * K;
+        for (int k = 0; k < K; k++) kap[k] += s->kappa_scale * p[2 * K + k];
+        float *ph = s->phi + (int64_t)b * (U + 1);
+        const float cap_e = -s->exp_floor;
+        for (int u = 0; u <= U; u++) ph[u] = 0.0f;
+        for (int k = 0; k < K; k++) {   /* phi(u) = sum_k alpha_k exp(-beta_k (kappa_k - u)^2) */
+            const float alpha = p[k], beta = p[K + k], kk = kap[k];
+            for (int u = 0; u <= U; u++) {
+                float d = kk - (float)u, e = d * d * beta;
+                e = e > cap_e ? cap_e : e;
+                ph[u] += alpha * hs_exp(-e);
+            }
+        }
+        for (int a = 0; a < A; a++) w[a] = 0.0f;
+        const int64_t *code = s->code + r * U;
+        for (int u = 0; u < U; u++)
+            if (code[u] > 0) w[code[u]] += ph[u];
+        put_bf16(s->z[0] + (int64_t)b * w0 + 3, w, A);
+        for (int i = 1; i < L; i++) put_bf16(s->z[i] + (int64_t)b * wi + 3, w, A);
+    }
+}
+
+/* Layer i >= 1's cell, after its matmul. */
+void hs_cell(Ctx *s, int layer, const uint16_t *g) {
+    const int H = s->H, A3 = 3 + s->A, L = s->L, wi = A3 + 2 * H, wh = L * H;
+    float hf[4096];
+    for (int b = 0; b < s->B; b++) {
+        cell_row(g + (int64_t)b * 4 * H, s->c[layer] + (int64_t)b * H, hf, H);
+        put_bf16(s->z[layer] + (int64_t)b * wi + A3 + H, hf, H);
+        if (layer + 1 < L) put_bf16(s->z[layer + 1] + (int64_t)b * wi + A3, hf, H);
+        put_bf16(s->zh + (int64_t)b * wh + layer * H, hf, H);
+    }
+}
+
+/* The mixture draw from the head's output (B, 1 + 6M) bfloat16 for pen step t, as
+ * sample_mixture: then the pen offsets are fed back (x into every layer's input), recorded with
+ * phi, and the stop rule applied (see sampling.py). Returns the number of rows that stop. */
+int hs_sample(Ctx *s, const uint16_t *out, int t) {
+    const int M = s->M, U = s->U, A3 = 3 + s->A, H = s->H, L = s->L, n_out = 1 + 6 * M;
+    float pi[256], cdf[256];
+    int n_stop = 0;
+    for (int b = 0; b < s->B; b++) {
+        const int64_t r = s->rows[b];
+        const uint16_t *o = out + (int64_t)b * n_out;
+        const float *nz = s->noise + (r * s->cap + t) * 6, bias = s->bias[r];
+        float mx = -3.0e38f;
+        for (int m = 0; m < M; m++) {
+            pi[m] = bf2f(o[1 + m]) * (1.0f + bias);
+            mx = pi[m] > mx ? pi[m] : mx;
+        }
+        float acc = 0.0f;
+        for (int m = 0; m < M; m++) {
+            acc += expf(pi[m] - mx);
+            cdf[m] = acc;
+        }
+        int k = 0;
+        const float target = nz[0] * cdf[M - 1];
+        for (int m = 0; m < M; m++) k += cdf[m] < target;
+        if (k > M - 1) k = M - 1;
+        const float m1 = bf2f(o[1 + k + M]), m2 = bf2f(o[1 + k + 2 * M]);
+        const float s1 = expf(bf2f(o[1 + k + 3 * M]) - bias), s2 = expf(bf2f(o[1 + k + 4 * M]) - bias);
+        const float rho = tanhf(bf2f(o[1 + k + 5 * M])) * (1.0f - 1e-5f);
+        const float n1 = nz[4], n2 = nz[5];
+        float xs[3];
+        xs[0] = m1 + s1 * n1;
+        xs[1] = m2 + s2 * (rho * n1 + sqrtf(1.0f - rho * rho) * n2);
+        xs[2] = nz[1] < 1.0f / (1.0f + expf(-bf2f(o[0]))) ? 1.0f : 0.0f;
+        for (int i = 0; i < L; i++) {
+            uint16_t *z = s->z[i] + (int64_t)b * (i == 0 ? A3 + H : A3 + 2 * H);
+            for (int j = 0; j < 3; j++) z[j] = f2bf(xs[j]);
+        }
+        memcpy(s->out_steps + (r * s->cap + t) * 3, xs, sizeof xs);
+        const float *ph = s->phi + (int64_t)b * (U + 1);
+        memcpy(s->phi_all + (r * s->cap + t) * (U + 1), ph, sizeof(float) * (U + 1));
+        /* Graves' stop rule: phi after the last character outweighs every character's phi */
+        const int64_t *code = s->code + r * U;
+        float inside = -3.0e38f;
+        int focus = 0;
+        for (int u = 0; u < U; u++) {
+            if (code[u] > 0 && ph[u] > inside) inside = ph[u];
+            if (ph[u] > ph[focus]) focus = u;
+        }
+        if (ph[s->ends[r]] > inside) s->passed[r] = 1;
+        int stop = s->passed[r] && (xs[2] > 0.5f || !s->finish_stroke);
+        int64_t progress = focus - s->prefix > 0 ? focus - s->prefix : 0;
+        stop |= (t + 1) >= s->caps[r];
+        stop |= (double)(t + 1) >= 40.0 + s->steps_per_char * (double)(progress + 1);
+        s->stop[b] = (uint8_t)stop;
+        s->progress[b] = progress;
+        n_stop += stop;
+    }
+    return n_stop;
+}

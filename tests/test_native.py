@@ -1,0 +1,111 @@
+"""The compiled sampling step (handsynth/native_step.c) against the PyTorch step it replaces."""
+import numpy as np
+import pytest
+import torch
+
+import handsynth
+from handsynth import native
+from handsynth.sampling import SamplingOptions, _noise, _Tables, _TorchStep
+
+needs_native = pytest.mark.skipif(native.library() is None, reason=native.status())
+
+
+@pytest.fixture(scope="module")
+def hw():
+    return handsynth.load_model()
+
+
+def _tables(hw, texts, cap=160, seed=0):
+    B, U = len(texts), max(map(len, texts))
+    code = np.zeros((B, U), np.int64)
+    for b, t in enumerate(texts):
+        code[b, :len(t)] = hw.alphabet.encode(t)
+    return _Tables(code=code, ends=np.array([len(t) for t in texts], np.int64), caps=np.full(B, cap, np.int64),
+                   noise=torch.stack([_noise(seed, b, cap) for b in range(B)]).numpy(),
+                   bias=np.full(B, 2.0, np.float32), prefix=0, options=SamplingOptions(),
+                   out_steps=np.zeros((B, cap, 3), np.float32), phi_all=np.zeros((B, cap, U + 1), np.float32),
+                   passed=np.zeros(B, bool))
+
+
+def _copy(tb):
+    return _Tables(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(tb).items()})
+
+
+@needs_native
+def test_native_step_equals_the_torch_step(hw):
+    """From the same state, one step each: the same window, cell states, draws and stop
+    decisions, to rounding (exp's last bits, and the bfloat16 rounding of h that they can tip),
+    at every step of lines being written, also after a row has left the batch."""
+    texts = ["the window walks on", "a second line", "ab"]
+    model, weights = hw.model, hw.model.step_weights(torch.bfloat16)
+    onehot = model.onehot(torch.from_numpy(_tables(hw, texts).code))
+    x = torch.zeros(len(texts), 3)
+    x[:, 2] = 1.0
+    ref = _TorchStep(model, weights, model.initial_state(len(texts)), onehot, x, _tables(hw, texts))
+    H, A3, L = model.config.hidden, 3 + model.config.alphabet_size, model.config.layers
+    worst = {"phi": 0.0, "c": 0.0, "kappa": 0.0, "xy": 0.0}
+    stops = 0
+    for t in range(120):
+        if t == 50:   # a row leaves the batch
+            ref.select(np.array([True, False, True]))
+        fast = native.NativeStep(native.library(), model, weights, ref.state, ref.x, _copy(ref.tb))
+        fast.rows = ref.rows.copy()
+        fast._point()
+        n_fast, n_ref = fast(t), ref(t)
+        rows = ref.rows
+        worst["phi"] = max(worst["phi"], np.abs(fast.tb.phi_all[rows, t] - ref.tb.phi_all[rows, t]).max())
+        worst["xy"] = max(worst["xy"], np.abs(fast.tb.out_steps[rows, t, :2] - ref.tb.out_steps[rows, t, :2]).max())
+        worst["c"] = max(worst["c"], max((fast.c[i] - ref.state.c[i]).abs().max().item() for i in range(L)))
+        worst["kappa"] = max(worst["kappa"], (fast.kappa - ref.state.kappa).abs().max().item())
+        np.testing.assert_array_equal(fast.tb.out_steps[rows, t, 2], ref.tb.out_steps[rows, t, 2])
+        np.testing.assert_array_equal(fast.tb.passed, ref.tb.passed)
+        np.testing.assert_array_equal(fast.progress, ref.progress)
+        np.testing.assert_array_equal(fast.stop, ref.stop)
+        assert n_fast == n_ref
+        stops += n_ref
+        # the layer inputs hold what the torch state holds: x, w and h per layer
+        np.testing.assert_allclose(fast.z[0][:, :3].float(), ref.x.to(torch.bfloat16).float())
+        np.testing.assert_allclose(fast.z[1][:, 3:A3].float(), ref.state.w.float(), atol=1e-2)
+        for i in range(L):
+            np.testing.assert_allclose(fast.zh[:, i * H:(i + 1) * H].float(), ref.state.h[i].float(), atol=2e-2)
+    assert worst["phi"] < 1e-4 and worst["kappa"] < 1e-5 and worst["c"] < 1e-2 and worst["xy"] < 1e-3, worst
+    assert stops > 0 and ref.state.kappa.max() > 5   # it really walked the text; "ab" ended
+
+
+@needs_native
+def test_native_batch_equals_lines_one_by_one(hw):
+    """Rows leave the batch as they finish: each keeps its own state and tables."""
+    texts = ["one line", "and another, longer one", "third"]
+    opts = SamplingOptions(seed=11)
+    together = hw.lines(texts, options=opts, line_seeds=[0, 1, 2])
+    assert len({len(line.offsets) for line in together}) == 3
+    for k, text in enumerate(texts):
+        alone = hw.lines([text], options=opts, line_seeds=[k])[0]
+        n = min(len(alone.offsets), len(together[k].offsets))
+        assert abs(len(alone.offsets) - len(together[k].offsets)) <= 2
+        np.testing.assert_allclose(alone.offsets[:n], together[k].offsets[:n], atol=1e-3)
+
+
+@needs_native
+def test_native_lines_are_deterministic_and_finish(hw):
+    texts = ["hello there", "a native line"]
+    a = hw.lines(texts, options=SamplingOptions(seed=4))
+    b = hw.lines(texts, options=SamplingOptions(seed=4))
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.offsets, y.offsets)
+        assert not x.hit_cap and x.offsets[-1, 2] == 1.0
+        assert 8 * len(x.text) < len(x.offsets) < 22 * len(x.text)
+
+
+def test_without_a_compiler_sampling_runs_in_torch(hw, monkeypatch, tmp_path):
+    """A failed build leaves a clear status and sampling on the PyTorch step."""
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert native.library() is None
+    assert "not available" in native.status()
+    line = hw.lines(["still writes"], options=SamplingOptions(seed=1))[0]
+    assert not line.hit_cap and len(line.offsets) > 50
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("HANDSYNTH_NATIVE", "0")
+    assert native.library() is None and "HANDSYNTH_NATIVE=0" in native.status()
