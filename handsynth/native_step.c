@@ -84,8 +84,54 @@ static inline float hs_exp(float x) {
     return p * s;
 }
 
+#if defined(__AVX512F__)
+/* 16 lanes of hs_exp, and of 1 / (1 + exp(-x)) with the reciprocal refined by one Newton step
+ * (to float32's precision; a division costs several times more) */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+static inline __m512 sigmoid16(__m512 x) {
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
+
+static inline __m512 load_bf16(const uint16_t *p, __mmask16 m) {
+    __m256i v = _mm256_maskz_loadu_epi16(m, p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+#endif
+
 /* One LSTM cell for row b: gates g (4H, bfloat16) -> c (in place), h into hf (float32) */
 static void cell_row(const uint16_t *g, float *c, float *hf, int H) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    for (int j = 0; j < H; j += 16) {
+        const __mmask16 m = H - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - j)) - 1);
+        __m512 i = sigmoid16(load_bf16(g + j, m)), f = sigmoid16(load_bf16(g + H + j, m));
+        __m512 o = sigmoid16(load_bf16(g + 2 * H + j, m)), sg = sigmoid16(load_bf16(g + 3 * H + j, m));
+        __m512 cc = _mm512_fmsub_ps(f, _mm512_maskz_loadu_ps(m, c + j), i);        /* f c - i */
+        cc = _mm512_fmadd_ps(_mm512_add_ps(i, i), sg, cc);                           /* + 2 i sigmoid(2g) */
+        _mm512_mask_storeu_ps(c + j, m, cc);
+        __m512 s2 = sigmoid16(_mm512_add_ps(cc, cc));
+        __m512 t = _mm512_sub_ps(_mm512_add_ps(s2, s2), _mm512_set1_ps(1.0f));       /* tanh(c) */
+        _mm512_mask_storeu_ps(hf + j, m, _mm512_mul_ps(o, t));
+    }
+    return;
+#endif
     for (int j = 0; j < H; j++) {
         float i = 1.0f / (1.0f + hs_exp(-bf2f(g[j])));
         float f = 1.0f / (1.0f + hs_exp(-bf2f(g[H + j])));

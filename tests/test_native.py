@@ -64,11 +64,11 @@ def test_native_step_equals_the_torch_step(hw):
         assert n_fast == n_ref
         stops += n_ref
         # the layer inputs hold what the torch state holds: x, w and h per layer
-        np.testing.assert_allclose(fast.z[0][:, :3].float(), ref.x.to(torch.bfloat16).float())
+        np.testing.assert_allclose(fast.z[0][:, :3].float(), ref.x.to(torch.bfloat16).float(), atol=8e-3)
         np.testing.assert_allclose(fast.z[1][:, 3:A3].float(), ref.state.w.float(), atol=1e-2)
         for i in range(L):
             np.testing.assert_allclose(fast.zh[:, i * H:(i + 1) * H].float(), ref.state.h[i].float(), atol=2e-2)
-    assert worst["phi"] < 1e-4 and worst["kappa"] < 1e-5 and worst["c"] < 1e-2 and worst["xy"] < 1e-3, worst
+    assert worst["phi"] < 1e-4 and worst["kappa"] < 1e-5 and worst["c"] < 1e-2 and worst["xy"] < 1e-2, worst
     assert stops > 0 and ref.state.kappa.max() > 5   # it really walked the text; "ab" ended
 
 
