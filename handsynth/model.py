@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
+
 LOG_2PI = math.log(2 * math.pi)
 # the window's exponents -beta (kappa - u)^2 are clamped from below: exp(-60) is 1e-26 of a window
 # weight, and exp's underflow path (exponents below about -87) is ten times slower
@@ -363,8 +365,15 @@ class _Layer1Window(torch.autograd.Function):
         Phi = x.new_empty(T, B, 1, U + 1) if want_phi else ws.take("phi", (T, B, 1, U + 1), dt)
         gb = ws.take("gates", (B, 4 * H), mm_dtype)
         c, kappa = x.new_zeros(B, H), x.new_zeros(B, K)
+        lib = native.train_library(dt, mm_dtype, H, A, K, U + 1)
+        ctx.native = None
         with torch.no_grad(), torch.autocast("cpu", enabled=False):
-            for t in range(T):
+            if lib is not None:   # the work between the matmuls compiled (native_step.c)
+                ctx.native = step = native.TrainStep(lib, Z, acts, Cs, TCs, Hs, P, Ks, Es, Phi, Ww, bw, code,
+                                                     forced, float(blend), kappa_scale, WINDOW_EXP_FLOOR)
+                for t in range(T):
+                    step.forward(t, torch.mm(Z[t], W, out=gb))
+            for t in range(T if lib is None else 0):
                 h, c = _cell_step(torch.mm(Z[t], W, out=gb), c, acts[t], Cs[t], TCs[t], Hs[t], H)
                 Z[t + 1, :, A3:-1] = h
                 p = torch.addmm(bw, h, Ww, out=P[t]).exp_()     # the window's matmul in float32, as sampling's
@@ -391,7 +400,6 @@ class _Layer1Window(torch.autograd.Function):
         T, B, G = acts.shape
         H, K, U1, dt, mm_dtype = G // 4, W_win.shape[1] // 3, code.shape[1], acts.dtype, Z.dtype
         A3 = Z.shape[2] - H - 1
-        lam = 1.0 - ctx.blend if ctx.has_forced else 1.0    # d k / d kappa
         gH = gH if gH is not None else Hs.new_zeros(T, B, H)
         gW = gW if gW is not None else Hs.new_zeros(T, B, A3 - 3)
         ws = _BACKWARD_SCRATCH
@@ -401,32 +409,18 @@ class _Layer1Window(torch.autograd.Function):
             gW = gW.to(dt, copy=True)
             gW[:, :, 0] = 0
             WwT = W_win.to(dt).t()
-            # the window: per step, the gradient w.r.t. its (alpha, beta, kappa) logits is
-            # M[t] (B, 3K, U+1) applied to d loss / d phi, with M built here for all steps at once
-            alpha, beta, kstep = P[..., :K], P[..., K:2 * K], P[..., 2 * K:] * ctx.kappa_scale
-            d = torch.sub(Ks.unsqueeze(3), _positions(U1, dt), out=ws.take("d", Es.shape, dt))
-            M = ws.take("M", (T, B, 3, K, U1), dt)
-            EA = torch.mul(Es, alpha.unsqueeze(3), out=M[:, :, 0])
-            EAd = torch.mul(EA, d, out=ws.take("EAd", d.shape, dt))
-            torch.mul(EAd, d, out=M[:, :, 1]).mul_(-beta.unsqueeze(3))
-            torch.mul(EAd, (-2 * lam) * beta.unsqueeze(3), out=M[:, :, 2])
-            M = M.view(T, B, 3 * K, U1)
-            factors = _cell_grad_factors(acts, Cs, TCs, ws)
             dGb = ws.take("dG", (T, B, G), mm_dtype)
             dA = ws.take("dA", (T, B, 3 * K), dt)
-            Mp = ws.take("Mp", (B, 3 * K, U1), dt)
-            dh_next, dw_next = Hs.new_zeros(B, H), Hs.new_zeros(B, A3 - 3)
-            dc, dkappa = Hs.new_zeros(B, H), Hs.new_zeros(B, K)
-            for t in range(T - 1, -1, -1):
-                dw = dw_next.add(gW[t])
-                dphi = torch.gather(dw, 1, code)          # d loss / d phi: dw at each position's character
-                r = torch.sum(torch.mul(M[t], dphi.unsqueeze(1), out=Mp), 2, out=dA[t])
-                dkappa.add_(r[:, 2 * K:])
-                torch.mul(dkappa, kstep[t], out=r[:, 2 * K:])
-                dh = torch.addmm(dh_next.add_(gH[t]), r, WwT)
-                _cell_grad_step(t, dh, dc, factors, dGb[t], H)    # d gates straight into the matmul dtype
-                dz = torch.mm(dGb[t], WT).to(dt)
-                dw_next, dh_next = dz[:, 3:A3], dz[:, A3:-1]
+            if ctx.native is not None and gH.dtype == mm_dtype:
+                # compiled (native_step.c): per step, everything but the gradient's matmul
+                ctx.native.start_backward(gH, gW, dA, dGb)
+                dz = ws.take("dz", (B, WT.shape[1]), mm_dtype)
+                for t in range(T - 1, -1, -1):
+                    ctx.native.backward(t, dz if t < T - 1 else None)
+                    if t > 0:
+                        torch.mm(dGb[t], WT, out=dz)
+            else:
+                _layer1_window_backward_loop(ctx, gH, gW, WT, WwT, dGb, dA, ws)
             G2 = dGb.view(T * B, G)
             dW_rec = torch.mm(Z[:T].view(T * B, -1).t(), G2).to(dt)     # the bias row included
             dx = torch.mm(G2, WT[:, :3]).to(dt).view(T, B, 3) if ctx.needs_input_grad[0] else None
@@ -434,6 +428,40 @@ class _Layer1Window(torch.autograd.Function):
             dW_win = torch.mm(Hs.view(T * B, H).t(), dA2)
             db_win = dA2.sum(0)
         return dx, dW_rec, dW_win, db_win, None, None, None, None, None, None
+
+
+def _layer1_window_backward_loop(ctx, gH, gW, WT, WwT, dGb, dA, ws):
+    """_Layer1Window's backward through time in PyTorch operations: writes d loss / d gates
+    (dGb) and d loss / d window logits (dA) per step."""
+    Z, acts, Cs, TCs, Hs, P, Ks, Es, code, W_win = ctx.buffers
+    T, B, G = acts.shape
+    H, K, U1, dt = G // 4, W_win.shape[1] // 3, code.shape[1], acts.dtype
+    A3 = Z.shape[2] - H - 1
+    lam = 1.0 - ctx.blend if ctx.has_forced else 1.0    # d k / d kappa
+    # the window: per step, the gradient w.r.t. its (alpha, beta, kappa) logits is
+    # M[t] (B, 3K, U+1) applied to d loss / d phi, with M built here for all steps at once
+    alpha, beta, kstep = P[..., :K], P[..., K:2 * K], P[..., 2 * K:] * ctx.kappa_scale
+    d = torch.sub(Ks.unsqueeze(3), _positions(U1, dt), out=ws.take("d", Es.shape, dt))
+    M = ws.take("M", (T, B, 3, K, U1), dt)
+    EA = torch.mul(Es, alpha.unsqueeze(3), out=M[:, :, 0])
+    EAd = torch.mul(EA, d, out=ws.take("EAd", d.shape, dt))
+    torch.mul(EAd, d, out=M[:, :, 1]).mul_(-beta.unsqueeze(3))
+    torch.mul(EAd, (-2 * lam) * beta.unsqueeze(3), out=M[:, :, 2])
+    M = M.view(T, B, 3 * K, U1)
+    factors = _cell_grad_factors(acts, Cs, TCs, ws)
+    Mp = ws.take("Mp", (B, 3 * K, U1), dt)
+    dh_next, dw_next = Hs.new_zeros(B, H), Hs.new_zeros(B, A3 - 3)
+    dc, dkappa = Hs.new_zeros(B, H), Hs.new_zeros(B, K)
+    for t in range(T - 1, -1, -1):
+        dw = dw_next.add(gW[t])
+        dphi = torch.gather(dw, 1, code)          # d loss / d phi: dw at each position's character
+        r = torch.sum(torch.mul(M[t], dphi.unsqueeze(1), out=Mp), 2, out=dA[t])
+        dkappa.add_(r[:, 2 * K:])
+        torch.mul(dkappa, kstep[t], out=r[:, 2 * K:])
+        dh = torch.addmm(dh_next.add_(gH[t]), r, WwT)
+        _cell_grad_step(t, dh, dc, factors, dGb[t], H)    # d gates straight into the matmul dtype
+        dz = torch.mm(dGb[t], WT).to(dt)
+        dw_next, dh_next = dz[:, 3:A3], dz[:, A3:-1]
 
 
 # mixture-density head ---------------------------------------------------------------------------

@@ -190,3 +190,70 @@ class NativeStep:
         self.z, self.c = [z[k] for z in self.z], [c[k] for c in self.c]
         self.zh, self.kappa = self.zh[k], self.kappa[k]
         self._point()
+
+
+class _TrainCtx(ctypes.Structure):
+    """Mirrors ``TrainCtx`` in native_step.c."""
+    _fields_ = [(n, ctypes.c_int32) for n in ("T", "B", "H", "A", "K", "KP", "U1", "has_forced")] + [
+        (n, ctypes.c_float) for n in ("kappa_scale", "blend", "exp_floor")] + [
+        (n, _P) for n in ("Z", "acts", "Cs", "TCs", "Hs", "P", "Ks", "Es", "Phi", "w_win", "b_win", "w_win_t", "code",
+                          "forced", "kappa", "gH", "gW", "dA", "dG", "dc", "dkappa")]
+
+
+def train_library(dtype: torch.dtype, mm_dtype: torch.dtype, H: int, A: int, K: int, U1: int):
+    """The compiled library if it handles this training pass of layer 0 and the window (float32
+    activations, bfloat16 matmuls, sizes within its buffers), else None."""
+    if dtype != torch.float32 or mm_dtype != torch.bfloat16:
+        return None
+    if H > 4096 or A > 512 or 3 * K > 240 or U1 > 1024:
+        return None
+    return library()
+
+
+class TrainStep:
+    """_Layer1Window's per-pen-step work between its matmuls, compiled: ``forward(t, gates)``
+    after step t's matmul; ``backward(t, dz)`` after step t + 1's gradient matmul (set up by
+    ``start_backward``). Holds the tensors it points at."""
+
+    def __init__(self, lib, Z, acts, Cs, TCs, Hs, P, Ks, Es, Phi, W_win, b_win, code, forced, blend: float,
+                 kappa_scale: float, exp_floor: float):
+        T, B, G = acts.shape
+        H, K, U1 = G // 4, W_win.shape[1] // 3, code.shape[1]
+        KP = -(-3 * K // 16) * 16
+        self.lib, self.T, self.B = lib, T, B
+        self.w_win = torch.nn.functional.pad(W_win.float(), (0, KP - 3 * K)).contiguous()
+        self.b_win = torch.nn.functional.pad(b_win.float(), (0, KP - 3 * K)).contiguous()
+        self.w_win_t = W_win.float().t().contiguous()
+        self.code = code.contiguous()
+        self.forced = forced.float().contiguous() if forced is not None else None
+        self.kappa = torch.zeros(B, K)
+        self.keep = [Z, acts, Cs, TCs, Hs, P, Ks, Es, Phi]
+        for t in self.keep:
+            assert t.is_contiguous()
+        self.ctx = _TrainCtx(T=T, B=B, H=H, A=Z.shape[2] - H - 4, K=K, KP=KP, U1=U1, has_forced=int(forced is not None),
+                             kappa_scale=kappa_scale, blend=blend, exp_floor=exp_floor)
+        for name, t in zip(("Z", "acts", "Cs", "TCs", "Hs", "P", "Ks", "Es", "Phi"), self.keep):
+            setattr(self.ctx, name, t.data_ptr())
+        for name in ("w_win", "b_win", "w_win_t", "code", "kappa"):
+            setattr(self.ctx, name, getattr(self, name).data_ptr())
+        self.ctx.forced = self.forced.data_ptr() if self.forced is not None else None
+        self.ref = ctypes.byref(self.ctx)
+        lib.hs_train_forward.argtypes = lib.hs_train_backward.argtypes = [_P, ctypes.c_int, _P]
+        lib.hs_train_forward.restype = lib.hs_train_backward.restype = None
+
+    def forward(self, t: int, gates: torch.Tensor):
+        self.lib.hs_train_forward(self.ref, t, gates.data_ptr())
+
+    def start_backward(self, gH: torch.Tensor, gW: torch.Tensor, dA: torch.Tensor, dG: torch.Tensor):
+        """gH (T, B, H) bfloat16, gW (T, B, A) float32 with column 0 zero; dA (T, B, 3K) float32
+        and dG (T, B, 4H) bfloat16 are written."""
+        H, K = self.ctx.H, self.ctx.K
+        self.dc, self.dkappa = torch.zeros(self.B, H), torch.zeros(self.B, K)
+        self.grads = [gH.contiguous(), gW.contiguous(), dA, dG]
+        assert self.grads[0].dtype == torch.bfloat16 and dG.dtype == torch.bfloat16 and dA.is_contiguous()
+        for name, t in zip(("gH", "gW", "dA", "dG"), self.grads):
+            setattr(self.ctx, name, t.data_ptr())
+        self.ctx.dc, self.ctx.dkappa = self.dc.data_ptr(), self.dkappa.data_ptr()
+
+    def backward(self, t: int, dz: torch.Tensor | None):
+        self.lib.hs_train_backward(self.ref, t, dz.data_ptr() if dz is not None else None)

@@ -114,34 +114,56 @@ static inline __m512 load_bf16(const uint16_t *p, __mmask16 m) {
     __m256i v = _mm256_maskz_loadu_epi16(m, p);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
 }
+
+static inline void store_bf16(uint16_t *p, __m512 x, __mmask16 m) {   /* round to nearest even */
+    __m512i u = _mm512_castps_si512(x);
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+}
 #endif
 
-/* One LSTM cell for row b: gates g (4H, bfloat16) -> c (in place), h into hf (float32) */
-static void cell_row(const uint16_t *g, float *c, float *hf, int H) {
+static const float ZEROS[4096];
+
+/* One LSTM cell for one row: gates g (4H, bfloat16; i at 0, f at H, o at oo, 2g at og), the
+ * previous c in cp (may be c itself) -> c, h, and if not NULL tanh(c) into tc and the
+ * activations [i, f, tanh(g), o] into acts (training's order) */
+static void lstm_cell(const uint16_t *g, int og, int oo, const float *cp, float *c, float *tc, float *h,
+                      float *acts, int H) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    const __m512 one = _mm512_set1_ps(1.0f);
     for (int j = 0; j < H; j += 16) {
         const __mmask16 m = H - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - j)) - 1);
         __m512 i = sigmoid16(load_bf16(g + j, m)), f = sigmoid16(load_bf16(g + H + j, m));
-        __m512 o = sigmoid16(load_bf16(g + 2 * H + j, m)), sg = sigmoid16(load_bf16(g + 3 * H + j, m));
-        __m512 cc = _mm512_fmsub_ps(f, _mm512_maskz_loadu_ps(m, c + j), i);        /* f c - i */
-        cc = _mm512_fmadd_ps(_mm512_add_ps(i, i), sg, cc);                           /* + 2 i sigmoid(2g) */
-        _mm512_mask_storeu_ps(c + j, m, cc);
+        __m512 o = sigmoid16(load_bf16(g + oo + j, m)), sg = sigmoid16(load_bf16(g + og + j, m));
+        __m512 tg = _mm512_sub_ps(_mm512_add_ps(sg, sg), one);                        /* tanh(g) */
+        __m512 cc = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cp + j), _mm512_mul_ps(i, tg));
         __m512 s2 = sigmoid16(_mm512_add_ps(cc, cc));
-        __m512 t = _mm512_sub_ps(_mm512_add_ps(s2, s2), _mm512_set1_ps(1.0f));       /* tanh(c) */
-        _mm512_mask_storeu_ps(hf + j, m, _mm512_mul_ps(o, t));
+        __m512 t = _mm512_sub_ps(_mm512_add_ps(s2, s2), one);                         /* tanh(c) */
+        _mm512_mask_storeu_ps(c + j, m, cc);
+        _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(o, t));
+        if (tc) _mm512_mask_storeu_ps(tc + j, m, t);
+        if (acts) {
+            _mm512_mask_storeu_ps(acts + j, m, i);
+            _mm512_mask_storeu_ps(acts + H + j, m, f);
+            _mm512_mask_storeu_ps(acts + 2 * H + j, m, tg);
+            _mm512_mask_storeu_ps(acts + 3 * H + j, m, o);
+        }
     }
-    return;
-#endif
+#else
     for (int j = 0; j < H; j++) {
         float i = 1.0f / (1.0f + hs_exp(-bf2f(g[j])));
         float f = 1.0f / (1.0f + hs_exp(-bf2f(g[H + j])));
-        float o = 1.0f / (1.0f + hs_exp(-bf2f(g[2 * H + j])));
-        float sg = 1.0f / (1.0f + hs_exp(-bf2f(g[3 * H + j])));
-        float cc = f * c[j] - i + 2.0f * i * sg;     /* f c + i tanh(g) */
+        float o = 1.0f / (1.0f + hs_exp(-bf2f(g[oo + j])));
+        float tg = 2.0f / (1.0f + hs_exp(-bf2f(g[og + j]))) - 1.0f;
+        float cc = f * cp[j] + i * tg;
+        float t = 2.0f / (1.0f + hs_exp(-2.0f * cc)) - 1.0f;
         c[j] = cc;
-        float t = 2.0f / (1.0f + hs_exp(-2.0f * cc)) - 1.0f;   /* tanh(c) */
-        hf[j] = o * t;
+        h[j] = o * t;
+        if (tc) tc[j] = t;
+        if (acts) { acts[j] = i; acts[H + j] = f; acts[2 * H + j] = tg; acts[3 * H + j] = o; }
     }
+#endif
 }
 
 static void put_bf16(uint16_t *dst, const float *src, int n) {
@@ -182,7 +204,8 @@ void hs_layer0(Ctx *s, const uint16_t *g) {
     for (int b = 0; b < s->B; b++) {
         const int64_t r = s->rows[b];
         float *hf = s->h0 + (int64_t)b * H;
-        cell_row(g + (int64_t)b * 4 * H, s->c[0] + (int64_t)b * H, hf, H);
+        float *c0 = s->c[0] + (int64_t)b * H;
+        lstm_cell(g + (int64_t)b * 4 * H, 3 * H, 2 * H, c0, c0, NULL, hf, NULL, H);
         put_bf16(s->z[0] + (int64_t)b * w0 + A3, hf, H);
         if (L > 1) put_bf16(s->z[1] + (int64_t)b * wi + A3, hf, H);
         put_bf16(s->zh + (int64_t)b * wh, hf, H);
@@ -216,7 +239,8 @@ void hs_cell(Ctx *s, int layer, const uint16_t *g) {
     const int H = s->H, A3 = 3 + s->A, L = s->L, wi = A3 + 2 * H, wh = L * H;
     float hf[4096];
     for (int b = 0; b < s->B; b++) {
-        cell_row(g + (int64_t)b * 4 * H, s->c[layer] + (int64_t)b * H, hf, H);
+        float *cl = s->c[layer] + (int64_t)b * H;
+        lstm_cell(g + (int64_t)b * 4 * H, 3 * H, 2 * H, cl, cl, NULL, hf, NULL, H);
         put_bf16(s->z[layer] + (int64_t)b * wi + A3 + H, hf, H);
         if (layer + 1 < L) put_bf16(s->z[layer + 1] + (int64_t)b * wi + A3, hf, H);
         put_bf16(s->zh + (int64_t)b * wh + layer * H, hf, H);
@@ -281,4 +305,148 @@ int hs_sample(Ctx *s, const uint16_t *out, int t) {
         n_stop += stop;
     }
     return n_stop;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Training: layer 0 and the window stepped through T pen steps (model._Layer1Window), the work
+ * between each step's matmul, forward and backward. Buffers as in _Layer1Window (time-major):
+ *   Z (T + 1, B, A3 + H + 1) bfloat16, Z[t] = [x_t, w_{t-1}, h_{t-1}, 1]
+ *   acts (T, B, 4H) = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)], Cs, TCs, Hs (T, B, H),
+ *   P (T, B, 3K) = exp(window logits), Ks (T, B, K) the window position used, Es (T, B, K, U1),
+ *   Phi (T, B, U1), all float32; gates from the matmul in the order [i, f, 2g, o].
+ */
+typedef struct {
+    int32_t T, B, H, A, K, KP, U1, has_forced;
+    float kappa_scale, blend, exp_floor;
+    uint16_t *Z;
+    float *acts, *Cs, *TCs, *Hs, *P, *Ks, *Es, *Phi;
+    const float *w_win, *b_win;   /* (H, KP), (KP): the window layer, zero-padded */
+    const float *w_win_t;         /* (3K, H) */
+    const int64_t *code;          /* (B, U1) character code per position, 0 = none */
+    const float *forced;          /* (T, B, K) the warm-up's window position, or NULL */
+    float *kappa;                 /* (B, K) the learned position, running */
+    /* backward */
+    const uint16_t *gH;           /* (T, B, H) bfloat16: d loss / d h from above */
+    const float *gW;              /* (T, B, A) d loss / d w from above, column 0 zero */
+    float *dA;                    /* (T, B, 3K) d loss / d window logits */
+    uint16_t *dG;                 /* (T, B, 4H) bfloat16 d loss / d gates */
+    float *dc, *dkappa;           /* (B, H), (B, K) running */
+} TrainCtx;
+
+void hs_train_forward(TrainCtx *s, int t, const uint16_t *gates) {
+    const int B = s->B, H = s->H, A = s->A, K = s->K, KP = s->KP, U1 = s->U1, A3 = 3 + A, ZW = A3 + H + 1;
+    float p[256], w[512];
+    const float cap_e = -s->exp_floor;
+    for (int b = 0; b < B; b++) {
+        const int64_t tb = (int64_t)t * B + b;
+        const uint16_t *g = gates + (int64_t)b * 4 * H;
+        float *a = s->acts + tb * 4 * H, *c = s->Cs + tb * H, *tc = s->TCs + tb * H, *h = s->Hs + tb * H;
+        lstm_cell(g, 2 * H, 3 * H, t > 0 ? s->Cs + (tb - B) * H : ZEROS, c, tc, h, a, H);
+        uint16_t *z = s->Z + (tb + B) * ZW;   /* Z[t + 1], row b */
+        put_bf16(z + A3, h, H);
+        window_logits(h, s->w_win, s->b_win, p, H, KP);
+        float *P = s->P + tb * 3 * K, *kap = s->kappa + (int64_t)b * K, *k = s->Ks + tb * K;
+        for (int j = 0; j < 3 * K; j++) P[j] = p[j] = hs_exp(p[j]);
+        for (int q = 0; q < K; q++) {
+            kap[q] += s->kappa_scale * p[2 * K + q];
+            k[q] = s->has_forced ? kap[q] + s->blend * (s->forced[tb * K + q] - kap[q]) : kap[q];
+        }
+        float *E = s->Es + tb * K * U1, *phi = s->Phi + tb * U1;
+        for (int u = 0; u < U1; u++) phi[u] = 0.0f;
+        for (int q = 0; q < K; q++) {
+            const float alpha = p[q], beta = p[K + q], kk = k[q];
+            for (int u = 0; u < U1; u++) {
+                float d = kk - (float)u, e = d * d * beta;
+                e = hs_exp(-(e > cap_e ? cap_e : e));
+                E[q * U1 + u] = e;
+                phi[u] += alpha * e;
+            }
+        }
+        for (int j = 0; j < A; j++) w[j] = 0.0f;
+        const int64_t *code = s->code + (int64_t)b * U1;
+        for (int u = 0; u < U1; u++)
+            if (code[u] > 0) w[code[u]] += phi[u];
+        put_bf16(z + 3, w, A);
+    }
+}
+
+static void lstm_cell_grad(const float *a, const float *tc, const float *cp, const float *dh, float *dc,
+                           uint16_t *dG, int H);
+
+/* The backward of pen step t: dz (B, A3 + H + 1) bfloat16 is d loss / d Z[t + 1] from step
+ * t + 1's matmul (NULL at the last step). Writes dA[t] and dG[t]; dc and dkappa carry to t - 1. */
+void hs_train_backward(TrainCtx *s, int t, const uint16_t *dz) {
+    const int B = s->B, H = s->H, A = s->A, K = s->K, U1 = s->U1, A3 = 3 + A, ZW = A3 + H + 1;
+    const float lam = s->has_forced ? 1.0f - s->blend : 1.0f;   /* d k / d kappa */
+    float dw[512], dphi[1024], r[256], dh[4096];
+    for (int b = 0; b < B; b++) {
+        const int64_t tb = (int64_t)t * B + b;
+        const uint16_t *dzb = dz ? dz + (int64_t)b * ZW : NULL;
+        const float *gW = s->gW + tb * A;
+        for (int a = 0; a < A; a++) dw[a] = (dzb ? bf2f(dzb[3 + a]) : 0.0f) + gW[a];
+        const int64_t *code = s->code + (int64_t)b * U1;
+        for (int u = 0; u < U1; u++) dphi[u] = dw[code[u]];
+        /* d loss / d (alpha, beta, kappa step) logits, through phi = sum_k alpha_k E_k */
+        const float *P = s->P + tb * 3 * K, *k = s->Ks + tb * K, *E = s->Es + tb * K * U1;
+        float *dkap = s->dkappa + (int64_t)b * K, *dA = s->dA + tb * 3 * K;
+        for (int q = 0; q < K; q++) {
+            const float alpha = P[q], beta = P[K + q], kk = k[q];
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
+            for (int u = 0; u < U1; u++) {
+                float d = kk - (float)u, ea = E[q * U1 + u] * alpha * dphi[u];
+                s0 += ea;
+                s1 += ea * d * d;
+                s2 += ea * d;
+            }
+            r[q] = s0;                        /* d/d alpha_hat = alpha * d/d alpha */
+            r[K + q] = -beta * s1;            /* d/d beta_hat */
+            dkap[q] += -2.0f * lam * beta * s2;
+            r[2 * K + q] = dkap[q] * P[2 * K + q] * s->kappa_scale;
+        }
+        for (int j = 0; j < 3 * K; j++) dA[j] = r[j];
+        const uint16_t *gH = s->gH + tb * H;
+        for (int j = 0; j < H; j++) dh[j] = (dzb ? bf2f(dzb[A3 + j]) : 0.0f) + bf2f(gH[j]);
+        for (int q = 0; q < 3 * K; q++) {
+            const float rq = r[q], *wt = s->w_win_t + (int64_t)q * H;
+            for (int j = 0; j < H; j++) dh[j] += rq * wt[j];
+        }
+        /* the cell */
+        const float *a = s->acts + tb * 4 * H, *tc = s->TCs + tb * H;
+        const float *cp = t > 0 ? s->Cs + (tb - B) * H : ZEROS;
+        float *dc = s->dc + (int64_t)b * H;
+        uint16_t *dG = s->dG + tb * 4 * H;
+        lstm_cell_grad(a, tc, cp, dh, dc, dG, H);
+    }
+}
+
+/* The cell's backward for one row: from d loss / d h (dh) and the running d loss / d c (dc,
+ * updated to the previous step's), the gates' gradient dG (4H, bfloat16, [i, f, g, o]). */
+static void lstm_cell_grad(const float *a, const float *tc, const float *cp, const float *dh, float *dc,
+                           uint16_t *dG, int H) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int j = 0; j < H; j += 16) {
+        const __mmask16 m = H - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - j)) - 1);
+        __m512 i = _mm512_maskz_loadu_ps(m, a + j), f = _mm512_maskz_loadu_ps(m, a + H + j);
+        __m512 g = _mm512_maskz_loadu_ps(m, a + 2 * H + j), o = _mm512_maskz_loadu_ps(m, a + 3 * H + j);
+        __m512 t = _mm512_maskz_loadu_ps(m, tc + j), d = _mm512_maskz_loadu_ps(m, dh + j);
+        __m512 dcj = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_fnmadd_ps(t, t, one)), o, _mm512_maskz_loadu_ps(m, dc + j));
+        store_bf16(dG + j, _mm512_mul_ps(_mm512_mul_ps(dcj, g), _mm512_mul_ps(i, _mm512_sub_ps(one, i))), m);
+        store_bf16(dG + H + j, _mm512_mul_ps(_mm512_mul_ps(dcj, _mm512_maskz_loadu_ps(m, cp + j)),
+                                             _mm512_mul_ps(f, _mm512_sub_ps(one, f))), m);
+        store_bf16(dG + 2 * H + j, _mm512_mul_ps(_mm512_mul_ps(dcj, _mm512_fnmadd_ps(g, g, one)), i), m);
+        store_bf16(dG + 3 * H + j, _mm512_mul_ps(_mm512_mul_ps(d, t), _mm512_mul_ps(o, _mm512_sub_ps(one, o))), m);
+        _mm512_mask_storeu_ps(dc + j, m, _mm512_mul_ps(dcj, f));
+    }
+#else
+        for (int j = 0; j < H; j++) {
+            const float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], tcj = tc[j];
+            float dcj = dc[j] + dh[j] * (1.0f - tcj * tcj) * o;
+            dG[j] = f2bf(dcj * g * i * (1.0f - i));
+            dG[H + j] = f2bf(dcj * cp[j] * f * (1.0f - f));
+            dG[2 * H + j] = f2bf(dcj * (1.0f - g * g) * i);
+            dG[3 * H + j] = f2bf(dh[j] * tcj * o * (1.0f - o));
+            dc[j] = dcj * f;
+        }
+#endif
 }
