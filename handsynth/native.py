@@ -53,14 +53,16 @@ def _cpu_key() -> str:
         return platform.processor()
 
 
-def _build() -> ctypes.CDLL:
+def _build(flags: tuple = ()) -> ctypes.CDLL:
+    """Compile (or find in the cache) and load the library; ``flags`` are extra compiler flags
+    (the tests build the generic C paths with ``-mno-avx512f``)."""
     name = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     cc = shutil.which(name) if name else None
     if not cc:
         raise RuntimeError(f"no C compiler found ({name or 'cc, gcc or clang'})")
     st = os.stat(cc)
     key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, str(st.st_size), str(st.st_mtime_ns),
-                                    platform.machine(), _cpu_key()]).encode())
+                                    platform.machine(), _cpu_key(), *flags]).encode())
     target = _cache_dir() / f"native_step-{key.hexdigest()[:16]}.so"
     if not target.exists():
         try:
@@ -72,7 +74,7 @@ def _build() -> ctypes.CDLL:
         os.close(fd)
         try:
             for arch in (["-march=native"], []):   # a compiler without -march=native: generic code
-                r = subprocess.run([cc, "-O3", *arch, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"],
+                r = subprocess.run([cc, "-O3", *arch, *flags, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"],
                                    capture_output=True, text=True, timeout=120)
                 if r.returncode == 0:
                     break
@@ -87,7 +89,8 @@ def _build() -> ctypes.CDLL:
     lib.hs_cell.argtypes = [_P, ctypes.c_int, _P]
     lib.hs_sample.argtypes = [_P, _P, ctypes.c_int]
     lib.hs_sample.restype = ctypes.c_int
-    for f in (lib.hs_layer0, lib.hs_cell):
+    lib.hs_train_forward.argtypes = lib.hs_train_backward.argtypes = [_P, ctypes.c_int, _P]
+    for f in (lib.hs_layer0, lib.hs_cell, lib.hs_train_forward, lib.hs_train_backward):
         f.restype = None
     return lib
 
@@ -238,8 +241,6 @@ class TrainStep:
             setattr(self.ctx, name, getattr(self, name).data_ptr())
         self.ctx.forced = self.forced.data_ptr() if self.forced is not None else None
         self.ref = ctypes.byref(self.ctx)
-        lib.hs_train_forward.argtypes = lib.hs_train_backward.argtypes = [_P, ctypes.c_int, _P]
-        lib.hs_train_forward.restype = lib.hs_train_backward.restype = None
 
     def forward(self, t: int, gates: torch.Tensor):
         self.lib.hs_train_forward(self.ref, t, gates.data_ptr())

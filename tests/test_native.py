@@ -1,4 +1,6 @@
 """The compiled sampling step (handsynth/native_step.c) against the PyTorch step it replaces."""
+import platform
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,21 @@ from handsynth import native
 from handsynth.sampling import SamplingOptions, _noise, _Tables, _TorchStep
 
 needs_native = pytest.mark.skipif(native.library() is None, reason=native.status())
+
+
+def _generic():
+    """The library built without AVX-512, so that its portable C paths are tested too."""
+    if native.library() is None or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    return native._build(("-mno-avx512f",))
+
+
+@pytest.fixture(scope="module", params=["this CPU's", "generic"])
+def lib(request):
+    built = native.library() if request.param == "this CPU's" else _generic()
+    if built is None:
+        pytest.skip(f"no {request.param} build here: {native.status()}")
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +48,7 @@ def _copy(tb):
     return _Tables(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(tb).items()})
 
 
-@needs_native
-def test_native_step_equals_the_torch_step(hw):
+def test_native_step_equals_the_torch_step(hw, lib):
     """From the same state, one step each: the same window, cell states, draws and stop
     decisions, to rounding (exp's last bits, and the bfloat16 rounding of h that they can tip),
     at every step of lines being written, also after a row has left the batch."""
@@ -48,7 +64,7 @@ def test_native_step_equals_the_torch_step(hw):
     for t in range(120):
         if t == 50:   # a row leaves the batch
             ref.select(np.array([True, False, True]))
-        fast = native.NativeStep(native.library(), model, weights, ref.state, ref.x, _copy(ref.tb))
+        fast = native.NativeStep(lib, model, weights, ref.state, ref.x, _copy(ref.tb))
         fast.rows = ref.rows.copy()
         fast._point()
         n_fast, n_ref = fast(t), ref(t)
@@ -111,7 +127,7 @@ def test_without_a_compiler_sampling_runs_in_torch(hw, monkeypatch, tmp_path):
     assert native.library() is None and "HANDSYNTH_NATIVE=0" in native.status()
 
 
-def _layer1_run(hw, use_native: bool, forced, blend, T=40, B=3, seed=0):
+def _layer1_run(hw, lib, forced, blend, T=40, B=3, seed=0):
     """Layer 1 + window of the shipped network through _Layer1Window (float32, bfloat16
     matmuls, as training runs it): outputs and gradients for a fixed random loss."""
     from handsynth.model import _Layer1Window
@@ -126,8 +142,7 @@ def _layer1_run(hw, use_native: bool, forced, blend, T=40, B=3, seed=0):
     Ww, bw = m.window.weight.t().detach().requires_grad_(), m.window.bias.detach().requires_grad_()
     gh, gw = torch.randn(T, B, m.config.hidden, generator=g), torch.randn(T, B, m.config.alphabet_size, generator=g)
     saved = dict(native._state)
-    if not use_native:
-        native._state.update(lib=None, why="off for the comparison")
+    native._state.update(lib=lib, why="chosen for the comparison")
     try:
         h, w, phi = _Layer1Window.apply(x, W, Ww, bw, onehot, forced, blend, m.config.kappa_scale, torch.bfloat16, True)
         used = h.grad_fn.native is not None
@@ -139,17 +154,16 @@ def _layer1_run(hw, use_native: bool, forced, blend, T=40, B=3, seed=0):
     return used, [h.float(), w.float(), phi] + list(grads)
 
 
-@needs_native
 @pytest.mark.parametrize("warmup", [False, True])
-def test_native_training_pass_equals_the_torch_pass(hw, warmup):
+def test_native_training_pass_equals_the_torch_pass(hw, lib, warmup):
     """The compiled training loop of layer 1 + window (forward and backward) against the same
     Function in PyTorch operations (itself checked against finite differences in float64): the
     outputs and every gradient agree to bfloat16 rounding, with and without the attention
     warm-up's forced window position."""
     T, B, K = 40, 3, hw.model.config.window_k
     forced = torch.rand(T, B, K, generator=torch.Generator().manual_seed(1)).cumsum(0) * 0.3 if warmup else None
-    used, fast = _layer1_run(hw, True, forced, 0.4 if warmup else 0.0)
-    unused, ref = _layer1_run(hw, False, forced, 0.4 if warmup else 0.0)
+    used, fast = _layer1_run(hw, lib, forced, 0.4 if warmup else 0.0)
+    unused, ref = _layer1_run(hw, None, forced, 0.4 if warmup else 0.0)
     assert used and not unused
     named = dict(zip(["h", "w", "phi", "d x", "d W"], zip(fast, ref)))
     for part, cols in (("alpha", slice(0, K)), ("beta", slice(K, 2 * K)), ("kappa", slice(2 * K, 3 * K))):
