@@ -227,24 +227,24 @@ class Synthesizer(nn.Module):
     @torch.no_grad()
     def prime(self, inputs: torch.Tensor, onehot: torch.Tensor, weights: dict | None = None) -> State:
         """The state after feeding ``inputs`` (B, T, 3), the same as T calls of ``step`` but
-        cheaper: layer 1 and the window step through time, the upper layers (nn.LSTM) then run
-        over the whole sequence at once, and the head is skipped (priming needs no outputs)."""
-        weights = weights or self.step_weights()
-        B, T, _ = inputs.shape
-        st = self.initial_state(B)
-        h, c, kappa, w = st.h[0], st.c[0], st.kappa, st.w
-        hs, ws = [], []
-        for x in inputs.unbind(1):
-            h, c, kappa, w, _ = self._layer1_step(x, h, c, kappa, w, onehot, weights)
-            hs.append(h)
-            ws.append(w)
-        below, wseq = torch.stack(hs, 1), torch.stack(ws, 1)
-        h_out, c_out = [h], [c]
+        cheaper: layer 1 and the window step through time as in training (``_layer1_pass``, with
+        the matmul dtype of ``weights``, float32 without), the upper layers (nn.LSTM) then run over
+        the whole sequence at once, and the head is skipped (priming needs no outputs)."""
+        cfg = self.config
+        A3, T = 3 + cfg.alphabet_size, inputs.shape[1]
+        mm_dtype = weights["head"].dtype if weights else torch.float32
+        bias = (self.cell1.bias_ih + self.cell1.bias_hh).unsqueeze(1)
+        W = torch.cat([self.cell1.weight_ih, self.cell1.weight_hh, bias], 1).t()
+        Z, (_, Cs, _, Hs, _, _, _), _, _, kappa, _ = _layer1_pass(
+            inputs.transpose(0, 1).float(), W, self.window.weight.t(), self.window.bias, onehot, None, 0.0,
+            cfg.kappa_scale, mm_dtype, False, _Scratch())   # its own buffers: priming may run in several threads
+        below, wseq = Hs.transpose(0, 1), Z[1:, :, 3:A3].transpose(0, 1).float()
+        h_out, c_out = [Hs[T - 1].clone()], [Cs[T - 1].clone()]
         for lstm in self.upper:  # float32, as in forward
             below, (hn, cn) = lstm(torch.cat([inputs, wseq, below], 2))
             h_out.append(hn[0])
             c_out.append(cn[0])
-        return State(h_out, c_out, kappa, w)
+        return State(h_out, c_out, kappa.clone(), wseq[:, -1].clone())
 
 
 # layer 1 and the window over whole lines, with a hand-written backward ---------------------------
@@ -324,6 +324,54 @@ def _cell_grad_step(t, dh, dc, factors, dG, H):
     dc.mul_(f[t])
 
 
+def _layer1_pass(x, W_rec, W_win, b_win, onehot, forced, blend, kappa_scale, mm_dtype, want_phi, ws: _Scratch):
+    """Layer 1 and the window stepped through T pen steps without autograd: ``_Layer1Window``'s
+    forward (arguments as there; buffers from ``ws``), also used for priming. Returns Z, the
+    buffers the backward needs (acts, Cs, TCs, Hs, P, Ks, Es), Phi (T, B, 1, U + 1), the character
+    codes (B, U + 1), the final learned window position (B, K), and the compiled step that ran
+    (``native.TrainStep``; None when the PyTorch loop ran)."""
+    T, B, _ = x.shape
+    H, (U, A), K = W_rec.shape[1] // 4, onehot.shape[1:], W_win.shape[1] // 3
+    dt, A3 = x.dtype, 3 + A
+    W, Ww, bw = W_rec.detach().to(mm_dtype, copy=True), W_win.detach().to(dt), b_win.detach().to(dt)
+    W[:, 2 * H:3 * H] *= 2      # 2g for _cell_step (exact in any dtype); the backward uses W_rec
+    oh = torch.cat([onehot.detach().to(dt), onehot.new_zeros(B, 1, A, dtype=dt)], 1)
+    code = oh.argmax(2)     # (B, U + 1) character codes; padding and 'after the text' -> 0
+    Z = ws.take("Z", (T + 1, B, A3 + H + 1), mm_dtype)      # Z[t] = [x_t, w_{t-1}, h_{t-1}, 1]
+    Z[0, :, 3:].zero_()
+    Z[T, :, :3].zero_()
+    Z[:T, :, :3] = x
+    Z[:, :, -1] = 1
+    acts, Cs, TCs = ws.take("acts", (T, B, 4 * H), dt), ws.take("c", (T, B, H), dt), ws.take("tc", (T, B, H), dt)
+    Hs, P, Ks = ws.take("h", (T, B, H), dt), ws.take("p", (T, B, 3 * K), dt), ws.take("k", (T, B, K), dt)
+    Es, w = ws.take("E", (T, B, K, U + 1), dt), ws.take("w", (B, 1, A), dt)
+    Phi = x.new_empty(T, B, 1, U + 1) if want_phi else ws.take("phi", (T, B, 1, U + 1), dt)
+    gb = ws.take("gates", (B, 4 * H), mm_dtype)
+    lib = native.train_library(dt, mm_dtype, H, A, K, U + 1)
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        if lib is not None:   # the work between the matmuls compiled (native_step.c)
+            step = native.TrainStep(lib, Z, acts, Cs, TCs, Hs, P, Ks, Es, Phi, Ww, bw, code,
+                                    forced, float(blend), kappa_scale, WINDOW_EXP_FLOOR)
+            for t in range(T):
+                step.forward(t, torch.mm(Z[t], W, out=gb))
+            return Z, (acts, Cs, TCs, Hs, P, Ks, Es), Phi, code, step.kappa, step
+        c, kappa, u = x.new_zeros(B, H), x.new_zeros(B, K), _positions(U + 1, dt)
+        for t in range(T):
+            h, c = _cell_step(torch.mm(Z[t], W, out=gb), c, acts[t], Cs[t], TCs[t], Hs[t], H)
+            Z[t + 1, :, A3:-1] = h
+            p = torch.addmm(bw, h, Ww, out=P[t]).exp_()     # the window's matmul in float32, as sampling's
+            if forced is None:
+                kappa = k = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale, out=Ks[t])
+            else:
+                kappa = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale)
+                k = torch.lerp(kappa, forced[t], blend, out=Ks[t])
+            d = k.unsqueeze(2) - u
+            E = torch.exp(d.mul_(d).mul_(p[:, K:2 * K].unsqueeze(2)).clamp_(max=-WINDOW_EXP_FLOOR).neg_(), out=Es[t])
+            phi = torch.bmm(p[:, :K].unsqueeze(1), E, out=Phi[t])
+            Z[t + 1, :, 3:A3] = torch.bmm(phi, oh, out=w).squeeze(1)
+    return Z, (acts, Cs, TCs, Hs, P, Ks, Es), Phi, code, kappa, None
+
+
 class _Layer1Window(torch.autograd.Function):
     """Layer 1 and the attention window stepped through T pen steps (time-major), for training.
 
@@ -344,53 +392,16 @@ class _Layer1Window(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, W_rec, W_win, b_win, onehot, forced, blend, kappa_scale, mm_dtype, want_phi):
-        T, B, _ = x.shape
-        H, (U, A), K = W_rec.shape[1] // 4, onehot.shape[1:], W_win.shape[1] // 3
-        dt, A3 = x.dtype, 3 + A
-        W, Ww, bw = W_rec.detach().to(mm_dtype, copy=True), W_win.detach().to(dt), b_win.detach().to(dt)
-        W[:, 2 * H:3 * H] *= 2      # 2g for _cell_step (exact in any dtype); the backward uses W_rec
-        oh = torch.cat([onehot.detach().to(dt), onehot.new_zeros(B, 1, A, dtype=dt)], 1)
-        code = oh.argmax(2)     # (B, U + 1) character codes; padding and 'after the text' -> 0
-        u = _positions(U + 1, dt)
         ws = _FORWARD_SCRATCH if _FORWARD_SCRATCH.free() else _Scratch()
         ws.owner = weakref.ref(ctx)
-        Z = ws.take("Z", (T + 1, B, A3 + H + 1), mm_dtype)      # Z[t] = [x_t, w_{t-1}, h_{t-1}, 1]
-        Z[0, :, 3:].zero_()
-        Z[T, :, :3].zero_()
-        Z[:T, :, :3] = x.detach()
-        Z[:, :, -1] = 1
-        acts, Cs, TCs = ws.take("acts", (T, B, 4 * H), dt), ws.take("c", (T, B, H), dt), ws.take("tc", (T, B, H), dt)
-        Hs, P, Ks = ws.take("h", (T, B, H), dt), ws.take("p", (T, B, 3 * K), dt), ws.take("k", (T, B, K), dt)
-        Es, w = ws.take("E", (T, B, K, U + 1), dt), ws.take("w", (B, 1, A), dt)
-        Phi = x.new_empty(T, B, 1, U + 1) if want_phi else ws.take("phi", (T, B, 1, U + 1), dt)
-        gb = ws.take("gates", (B, 4 * H), mm_dtype)
-        c, kappa = x.new_zeros(B, H), x.new_zeros(B, K)
-        lib = native.train_library(dt, mm_dtype, H, A, K, U + 1)
-        ctx.native = None
-        with torch.no_grad(), torch.autocast("cpu", enabled=False):
-            if lib is not None:   # the work between the matmuls compiled (native_step.c)
-                ctx.native = step = native.TrainStep(lib, Z, acts, Cs, TCs, Hs, P, Ks, Es, Phi, Ww, bw, code,
-                                                     forced, float(blend), kappa_scale, WINDOW_EXP_FLOOR)
-                for t in range(T):
-                    step.forward(t, torch.mm(Z[t], W, out=gb))
-            for t in range(T if lib is None else 0):
-                h, c = _cell_step(torch.mm(Z[t], W, out=gb), c, acts[t], Cs[t], TCs[t], Hs[t], H)
-                Z[t + 1, :, A3:-1] = h
-                p = torch.addmm(bw, h, Ww, out=P[t]).exp_()     # the window's matmul in float32, as sampling's
-                if forced is None:
-                    kappa = k = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale, out=Ks[t])
-                else:
-                    kappa = torch.add(kappa, p[:, 2 * K:], alpha=kappa_scale)
-                    k = torch.lerp(kappa, forced[t], blend, out=Ks[t])
-                d = k.unsqueeze(2) - u
-                E = torch.exp(d.mul_(d).mul_(p[:, K:2 * K].unsqueeze(2)).clamp_(max=-WINDOW_EXP_FLOOR).neg_(), out=Es[t])
-                phi = torch.bmm(p[:, :K].unsqueeze(1), E, out=Phi[t])
-                Z[t + 1, :, 3:A3] = torch.bmm(phi, oh, out=w).squeeze(1)
+        Z, buffers, Phi, code, _, ctx.native = _layer1_pass(x.detach(), W_rec, W_win, b_win, onehot, forced, blend,
+                                                            kappa_scale, mm_dtype, want_phi, ws)
         ctx.save_for_backward(W_rec)
-        ctx.buffers = (Z, acts, Cs, TCs, Hs, P, Ks, Es, code, W_win.detach())
+        ctx.buffers = (Z, *buffers, code, W_win.detach())
         ctx.blend, ctx.kappa_scale, ctx.has_forced = blend, kappa_scale, forced is not None
         phi_out = Phi.squeeze(2) if want_phi else x.new_zeros(0)
         ctx.mark_non_differentiable(phi_out)
+        A3 = 3 + onehot.shape[2]
         return Z[1:, :, A3:-1], Z[1:, :, 3:A3], phi_out
 
     @staticmethod
