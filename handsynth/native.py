@@ -1,10 +1,12 @@
-"""The sampling step's work between its matmuls, compiled: ``native_step.c`` through ctypes.
+"""The work of a pen step between its matmuls, compiled: ``native_step.c`` through ctypes.
 
 A pen step of sampling is four small matmuls and about fifty tiny tensor operations around them
 (the LSTM cells, the attention window, the mixture draw, the stop rule). Each of those costs
 5-20 us from Python, together twice the matmuls. Here they are a handful of C loops: the
 matmuls stay in PyTorch (oneDNN, bfloat16 weights prepacked by ``StepLinear``), and everything
-between them is one C call per layer.
+between them is one C call per layer (``NativeStep``). Training's layer 1 and window
+(``model._Layer1Window``) likewise: one C call per pen step forward and one backward
+(``TrainStep``).
 
 The C file is compiled once per machine with the system's C compiler (``cc -O3 -march=native``)
 into ``~/.cache/handsynth`` (``$XDG_CACHE_HOME``), keyed by the source, the compiler and the CPU.

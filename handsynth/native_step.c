@@ -1,5 +1,6 @@
-/* The sampling step's work between its matmuls, in C: the LSTM cells, the attention window,
- * the mixture draw and the stop rule, for a batch of lines.
+/* The work of a pen step between its matmuls, in C: for sampling the LSTM cells, the attention
+ * window, the mixture draw and the stop rule, for a batch of lines; for training, layer 1 and the
+ * window, forward and backward (at the end of this file).
  *
  * handsynth/native.py compiles this file once per machine (cc -O3 -march=native) and calls it
  * through ctypes; the matmuls stay in PyTorch (oneDNN). Without a C compiler the sampler runs
