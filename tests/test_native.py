@@ -1,4 +1,4 @@
-"""The compiled sampling step (handsynth/native_step.c) against the PyTorch step it replaces."""
+"""The compiled step (handsynth/native_step.c) against the PyTorch code it replaces, for sampling and for training."""
 import platform
 
 import numpy as np
