@@ -111,7 +111,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def status() -> str:
-    """Which sampling step runs here, in words."""
+    """Which step runs here (compiled, or PyTorch and why), in words."""
     if library() is not None:
         return "compiled C step"
     return f"PyTorch step (the compiled C step is {_state['why']})"
@@ -123,6 +123,14 @@ def supports(config, dtype: torch.dtype) -> bool:
     whose rows do not depend on the batch size)."""
     return (dtype == torch.bfloat16 and config.layers <= MAX_LAYERS and config.hidden <= 4096
             and config.window_k <= 80 and config.alphabet_size <= 512 and config.mixtures <= 256)
+
+
+def _padded_window(W_win: torch.Tensor, b_win: torch.Tensor):
+    """The window layer (H, 3K) and its bias in float32 with the 3K outputs zero-padded to a
+    multiple of 16 (whole vectors for native_step.c's window_logits)."""
+    pad = -W_win.shape[1] % 16
+    return (torch.nn.functional.pad(W_win.detach().float(), (0, pad)).contiguous(),
+            torch.nn.functional.pad(b_win.detach().float(), (0, pad)).contiguous())
 
 
 class NativeStep:
@@ -142,10 +150,8 @@ class NativeStep:
         self.kappa = state.kappa.float().contiguous().clone()
         self.h0 = torch.empty(B, H)
         self.phi = torch.empty(B, tables.code.shape[1] + 1)
-        w_win, b_win = weights["window"]
-        KP = -(-w_win.shape[1] // 16) * 16     # the window's 3K outputs padded to whole vectors
-        self.w_win = torch.nn.functional.pad(w_win.float(), (0, KP - w_win.shape[1])).contiguous()
-        self.b_win = torch.nn.functional.pad(b_win.float(), (0, KP - w_win.shape[1])).contiguous()
+        self.w_win, self.b_win = _padded_window(*weights["window"])
+        KP = self.w_win.shape[1]
         self.rows = np.arange(B, dtype=np.int64)
         self._stop, self._progress = np.zeros(B, np.uint8), np.zeros(B, np.int64)
         o = tables.options
@@ -224,10 +230,9 @@ class TrainStep:
                  kappa_scale: float, exp_floor: float):
         T, B, G = acts.shape
         H, K, U1 = G // 4, W_win.shape[1] // 3, code.shape[1]
-        KP = -(-3 * K // 16) * 16
         self.lib, self.T, self.B = lib, T, B
-        self.w_win = torch.nn.functional.pad(W_win.float(), (0, KP - 3 * K)).contiguous()
-        self.b_win = torch.nn.functional.pad(b_win.float(), (0, KP - 3 * K)).contiguous()
+        self.w_win, self.b_win = _padded_window(W_win, b_win)
+        KP = self.w_win.shape[1]
         self.w_win_t = W_win.float().t().contiguous()
         self.code = code.contiguous()
         self.forced = forced.float().contiguous() if forced is not None else None
