@@ -29,7 +29,7 @@ DEFAULT_MODEL = Path(__file__).with_name("weights") / "default.pt"
 MAX_TEXT_CHARS = 3000     # per request: about 2 pages
 BATCH_LINES = 12          # lines sampled together
 CANDIDATES = 2            # each line is written this many times at once; the first plausible is kept
-NARROW_AT = 100           # pen steps (about 9 characters) after which a line keeps only its candidate furthest along
+NARROW_AT = 60            # pen steps (about 5 characters) after which a line keeps only its candidate furthest along
 MAX_PASSES = 2            # passes for lines with no plausible candidate (stalled or scribbled)
 MAX_STEPS_PER_CHAR = 22.0 # a line dawdling longer is scribbled (typical: 11-15; measured, see README)
 
