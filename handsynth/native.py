@@ -117,12 +117,13 @@ def status() -> str:
     return f"PyTorch step (the compiled C step is {_state['why']})"
 
 
-def supports(config, dtype: torch.dtype) -> bool:
+def supports(config, dtype: torch.dtype, positions: int) -> bool:
     """Whether the compiled step handles this network (its buffers are sized for the shipped
-    sizes and well beyond) at this matmul dtype (bfloat16: the float32 path stays in PyTorch,
-    whose rows do not depend on the batch size)."""
+    sizes and well beyond) over this many text positions at this matmul dtype (bfloat16: the
+    float32 path stays in PyTorch, whose rows do not depend on the batch size)."""
     return (dtype == torch.bfloat16 and config.layers <= MAX_LAYERS and config.hidden <= 4096
-            and config.window_k <= 80 and config.alphabet_size <= 512 and config.mixtures <= 256)
+            and config.window_k <= 80 and config.alphabet_size <= 512 and config.mixtures <= 256
+            and positions <= 1024)
 
 
 def _padded_window(W_win: torch.Tensor, b_win: torch.Tensor):
@@ -139,6 +140,7 @@ class NativeStep:
     ``progress`` per row; ``select(keep)`` drops rows)."""
 
     def __init__(self, lib, model, weights: dict, state, x: torch.Tensor, tables):
+        from .model import WINDOW_EXP_FLOOR   # here: model imports this module
         cfg = model.config
         H, A, L, dt = cfg.hidden, cfg.alphabet_size, cfg.layers, torch.bfloat16
         A3, B = 3 + A, x.shape[0]
@@ -157,7 +159,7 @@ class NativeStep:
         o = tables.options
         self.ctx = _Ctx(B=B, H=H, A=A, K=cfg.window_k, KP=KP, M=cfg.mixtures, U=tables.code.shape[1], L=L,
                         cap=tables.out_steps.shape[1], prefix=tables.prefix, finish_stroke=int(o.finish_stroke),
-                        steps_per_char=o.steps_per_char, kappa_scale=cfg.kappa_scale, exp_floor=tables.exp_floor)
+                        steps_per_char=o.steps_per_char, kappa_scale=cfg.kappa_scale, exp_floor=WINDOW_EXP_FLOOR)
         for name in ("code", "noise", "bias", "ends", "caps", "out_steps", "phi_all", "passed"):
             arr = getattr(tables, name)
             assert arr.flags.c_contiguous and arr.dtype == {"code": np.int64, "ends": np.int64, "caps": np.int64,

@@ -197,11 +197,45 @@ static void window_logits(const float *h, const float *W, const float *bias, flo
 #endif
 }
 
+/* One step of the attention window for one row: p = exp(h W + b) = (alpha, beta, kappa step)
+ * (copied to p_out if not NULL); kappa += kappa_scale * step; the position used is kappa or, in
+ * the attention warm-up (forced not NULL), kappa moved towards forced by blend (copied to k_out
+ * if not NULL); phi(u) = sum_k alpha_k exp(-beta_k (k_k - u)^2) over n_pos positions, with the
+ * Gaussians kept in E (K, n_pos) if not NULL; w (A) = phi summed per character (code: n_code
+ * entries, 0 = none). */
+static void window_row(const float *h, const float *W, const float *bias, int H, int K, int KP,
+                       float kappa_scale, float cap_e, float *kappa, const float *forced, float blend,
+                       float *p_out, float *k_out, float *E, float *phi, int n_pos,
+                       const int64_t *code, int n_code, float *w, int A) {
+    float p[256], k[256], e_row[1024];   /* n_pos <= 1024 (native.py checks) */
+    window_logits(h, W, bias, p, H, KP);
+    for (int j = 0; j < 3 * K; j++) p[j] = hs_exp(p[j]);
+    if (p_out) memcpy(p_out, p, sizeof(float) * 3 * K);
+    for (int q = 0; q < K; q++) {
+        kappa[q] += kappa_scale * p[2 * K + q];
+        k[q] = forced ? kappa[q] + blend * (forced[q] - kappa[q]) : kappa[q];
+    }
+    if (k_out) memcpy(k_out, k, sizeof(float) * K);
+    for (int u = 0; u < n_pos; u++) phi[u] = 0.0f;
+    for (int q = 0; q < K; q++) {
+        const float alpha = p[q], beta = p[K + q], kk = k[q];
+        float *Eq = E ? E + q * n_pos : e_row;
+        for (int u = 0; u < n_pos; u++) {
+            float d = kk - (float)u, e = d * d * beta;
+            Eq[u] = hs_exp(-(e > cap_e ? cap_e : e));
+        }
+        for (int u = 0; u < n_pos; u++) phi[u] += alpha * Eq[u];
+    }
+    for (int a = 0; a < A; a++) w[a] = 0.0f;
+    for (int u = 0; u < n_code; u++)
+        if (code[u] > 0) w[code[u]] += phi[u];
+}
+
 /* Layer 0's cell and the window, after layer 0's matmul (gates g, (B, 4H) bfloat16). */
 void hs_layer0(Ctx *s, const uint16_t *g) {
     const int H = s->H, A = s->A, K = s->K, KP = s->KP, U = s->U, L = s->L, A3 = 3 + A;
     const int w0 = A3 + H, wi = A3 + 2 * H, wh = L * H;
-    float p[256], w[512];
+    float w[512];
     for (int b = 0; b < s->B; b++) {
         const int64_t r = s->rows[b];
         float *hf = s->h0 + (int64_t)b * H;
@@ -210,26 +244,8 @@ void hs_layer0(Ctx *s, const uint16_t *g) {
         put_bf16(s->z[0] + (int64_t)b * w0 + A3, hf, H);
         if (L > 1) put_bf16(s->z[1] + (int64_t)b * wi + A3, hf, H);
         put_bf16(s->zh + (int64_t)b * wh, hf, H);
-        /* the window: p = exp(h W + b) = (alpha, beta, kappa step) */
-        window_logits(hf, s->w_win, s->b_win, p, H, KP);
-        for (int j = 0; j < 3 * K; j++) p[j] = hs_exp(p[j]);
-        float *kap = s->kappa + (int64_t)b * K;
-        for (int k = 0; k < K; k++) kap[k] += s->kappa_scale * p[2 * K + k];
-        float *ph = s->phi + (int64_t)b * (U + 1);
-        const float cap_e = -s->exp_floor;
-        for (int u = 0; u <= U; u++) ph[u] = 0.0f;
-        for (int k = 0; k < K; k++) {   /* phi(u) = sum_k alpha_k exp(-beta_k (kappa_k - u)^2) */
-            const float alpha = p[k], beta = p[K + k], kk = kap[k];
-            for (int u = 0; u <= U; u++) {
-                float d = kk - (float)u, e = d * d * beta;
-                e = e > cap_e ? cap_e : e;
-                ph[u] += alpha * hs_exp(-e);
-            }
-        }
-        for (int a = 0; a < A; a++) w[a] = 0.0f;
-        const int64_t *code = s->code + r * U;
-        for (int u = 0; u < U; u++)
-            if (code[u] > 0) w[code[u]] += ph[u];
+        window_row(hf, s->w_win, s->b_win, H, K, KP, s->kappa_scale, -s->exp_floor, s->kappa + (int64_t)b * K,
+                   NULL, 0.0f, NULL, NULL, NULL, s->phi + (int64_t)b * (U + 1), U + 1, s->code + r * U, U, w, A);
         put_bf16(s->z[0] + (int64_t)b * w0 + 3, w, A);
         for (int i = 1; i < L; i++) put_bf16(s->z[i] + (int64_t)b * wi + 3, w, A);
     }
@@ -336,8 +352,7 @@ typedef struct {
 
 void hs_train_forward(TrainCtx *s, int t, const uint16_t *gates) {
     const int B = s->B, H = s->H, A = s->A, K = s->K, KP = s->KP, U1 = s->U1, A3 = 3 + A, ZW = A3 + H + 1;
-    float p[256], w[512];
-    const float cap_e = -s->exp_floor;
+    float w[512];
     for (int b = 0; b < B; b++) {
         const int64_t tb = (int64_t)t * B + b;
         const uint16_t *g = gates + (int64_t)b * 4 * H;
@@ -345,28 +360,9 @@ void hs_train_forward(TrainCtx *s, int t, const uint16_t *gates) {
         lstm_cell(g, 2 * H, 3 * H, t > 0 ? s->Cs + (tb - B) * H : ZEROS, c, tc, h, a, H);
         uint16_t *z = s->Z + (tb + B) * ZW;   /* Z[t + 1], row b */
         put_bf16(z + A3, h, H);
-        window_logits(h, s->w_win, s->b_win, p, H, KP);
-        float *P = s->P + tb * 3 * K, *kap = s->kappa + (int64_t)b * K, *k = s->Ks + tb * K;
-        for (int j = 0; j < 3 * K; j++) P[j] = p[j] = hs_exp(p[j]);
-        for (int q = 0; q < K; q++) {
-            kap[q] += s->kappa_scale * p[2 * K + q];
-            k[q] = s->has_forced ? kap[q] + s->blend * (s->forced[tb * K + q] - kap[q]) : kap[q];
-        }
-        float *E = s->Es + tb * K * U1, *phi = s->Phi + tb * U1;
-        for (int u = 0; u < U1; u++) phi[u] = 0.0f;
-        for (int q = 0; q < K; q++) {
-            const float alpha = p[q], beta = p[K + q], kk = k[q];
-            for (int u = 0; u < U1; u++) {
-                float d = kk - (float)u, e = d * d * beta;
-                e = hs_exp(-(e > cap_e ? cap_e : e));
-                E[q * U1 + u] = e;
-                phi[u] += alpha * e;
-            }
-        }
-        for (int j = 0; j < A; j++) w[j] = 0.0f;
-        const int64_t *code = s->code + (int64_t)b * U1;
-        for (int u = 0; u < U1; u++)
-            if (code[u] > 0) w[code[u]] += phi[u];
+        window_row(h, s->w_win, s->b_win, H, K, KP, s->kappa_scale, -s->exp_floor, s->kappa + (int64_t)b * K,
+                   s->has_forced ? s->forced + tb * K : NULL, s->blend, s->P + tb * 3 * K, s->Ks + tb * K,
+                   s->Es + tb * K * U1, s->Phi + tb * U1, U1, s->code + (int64_t)b * U1, U1, w, A);
         put_bf16(z + 3, w, A);
     }
 }

@@ -15,7 +15,7 @@ from .alphabet import Alphabet
 from .data.corpus import standardize
 from .errors import HandsynthError
 from . import native
-from .model import WINDOW_EXP_FLOOR, Synthesizer, sample_mixture
+from .model import Synthesizer, sample_mixture
 
 MAX_TEXT_CHARS = 120  # per line; layout wraps longer text
 
@@ -122,7 +122,7 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
                  out_steps=np.zeros((B, cap, 3), np.float32),
                  phi_all=np.zeros((B, cap, U + 1), np.float32),  # the window's weights, for trimming and for callers
                  passed=np.zeros(B, bool))
-    lib = native.library() if native.supports(model.config, dtype) else None
+    lib = native.library() if native.supports(model.config, dtype, U + 1) else None
     step = native.NativeStep(lib, model, weights, state, x, tb) if lib is not None else \
         _TorchStep(model, weights, state, onehot, x, tb)
     out_steps, phi_all, passed = tb.out_steps, tb.phi_all, tb.passed
@@ -184,7 +184,6 @@ class _Tables:
     out_steps: np.ndarray   # (R, cap, 3) float32 the pen offsets drawn (standardised)
     phi_all: np.ndarray     # (R, cap, U + 1) float32 the window's weights
     passed: np.ndarray      # (R,) bool: the window has passed the row's last character
-    exp_floor: float = WINDOW_EXP_FLOOR
 
 
 class _TorchStep:
