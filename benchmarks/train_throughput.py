@@ -6,20 +6,43 @@ nn.LSTM, float32).
     python benchmarks/train_throughput.py [--batch 32] [--steps 700] [--repeats 5]
 
 Reports the median over repeats of each and the ratio (runs are interleaved so machine noise
-hits both alike).
+hits both alike). Runs against the current layout (``handsynth.loop``, ``handsynth.models``) and,
+for before/after comparisons, against a tree from before it (``PYTHONPATH=/path/to/old/tree``):
+the layout is taken from the ``handsynth`` package actually imported.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from handsynth.model import ModelConfig, Synthesizer, log_likelihood
-from handsynth.train import TrainConfig, train_step
+import handsynth
+from handsynth.data.corpus import Batch
+
+# decided by the imported package's own files: an editable install can resolve new submodules
+# (handsynth.models, handsynth.loop) even when PYTHONPATH points handsynth at an older tree
+NEW_LAYOUT = (Path(handsynth.__file__).parent / "loop.py").exists()
+if NEW_LAYOUT:
+    from handsynth.loop import train_step as _loop_step
+    from handsynth.models.graves import GravesConfig as ModelConfig
+    from handsynth.models.graves import Synthesizer, log_likelihood
+    from handsynth.train import TrainConfig
+
+    def handsynth_step(model, opt, batch, tc):
+        """The training loop's step: the family's loss per pen step under autocast, clipped Adam."""
+        def loss():
+            nll, count = model.loss(batch)
+            return nll / count, count
+        return _loop_step(model, opt, loss, tc.clip, tc.bf16)
+else:  # the layout before handsynth/loop.py and handsynth/models/
+    from handsynth.model import ModelConfig, Synthesizer, log_likelihood
+    from handsynth.train import TrainConfig
+    from handsynth.train import train_step as handsynth_step
 
 
 class Reference(nn.Module):
@@ -93,11 +116,10 @@ def main():
     model = Synthesizer(cfg)
     tcfg = TrainConfig()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    from handsynth.data.corpus import Batch
     batch = Batch(x, x, mask, text, tmask)
 
     def our_step():
-        train_step(model, opt, batch, tcfg)
+        handsynth_step(model, opt, batch, tcfg)
 
     timings = {"reference": [], "handsynth": []}
     ref_step(), our_step()  # warm-up
@@ -108,7 +130,8 @@ def main():
             timings[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in timings.items()}
     print(f"batch {args.batch} x {args.steps} steps, {args.chars} characters, full size 3 x 400, "
-          f"{torch.get_num_threads()} threads, {args.repeats} interleaved repeats")
+          f"{torch.get_num_threads()} threads, {args.repeats} interleaved repeats, "
+          f"{'current' if NEW_LAYOUT else 'old'} layout ({Path(handsynth.__file__).parent})")
     for k in timings:
         print(f"{k:10s}: median {med[k]:.2f} s/step  ->  {pen_steps / med[k]:,.0f} pen steps/s  "
               f"(runs: {', '.join(f'{t:.2f}' for t in timings[k])})")

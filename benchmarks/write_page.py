@@ -16,7 +16,10 @@ import time
 import torch
 
 import handsynth
-from handsynth.model import StepLinear
+try:   # the layout before handsynth/models/ first (before/after runs put the old tree on PYTHONPATH)
+    from handsynth.model import StepLinear
+except ImportError:
+    from handsynth.models.graves import StepLinear
 
 TEXT = ("The quick brown fox jumps over the lazy dog again.\n"
         "Handwriting is a sequence of small pen movements.\n"

@@ -1,4 +1,6 @@
-"""The ``handsynth`` command: write, styles, serve, train, corpus, eval, recognizer."""
+"""The ``handsynth`` command: write, styles, models, serve, train, corpus, eval, recognizer. Its
+defaults are the options dataclasses' (``SamplingOptions``, ``PageOptions``, ``Ink``, the training
+configs)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +9,11 @@ import sys
 from pathlib import Path
 
 from .errors import HandsynthError
+from .layout import ALIGNS, PageOptions
+from .render import Ink
 from .sampling import SamplingOptions
+
+MODEL_HELP = "a shipped model's name (`handsynth models`) or a model file (default: the shipped lstm)"
 
 
 def _write(a) -> None:
@@ -22,13 +28,20 @@ def _write(a) -> None:
     style = Path(a.style_file) if a.style_file else a.style
     drawing = hw.write(text, style=style, bias=a.bias, seed=a.seed, width=a.width, align=a.align,
                        stroke_width=a.stroke_width, color=a.color,
-                       background=None if a.transparent else "white", dpi=a.dpi, skip_unknown=a.skip_unknown)
+                       background=None if a.transparent else Ink.background, dpi=a.dpi, skip_unknown=a.skip_unknown)
     for path in drawing.save(a.output):
         if not a.quiet:
             print(path)
     capped = [line.text for line in drawing.lines if line.hit_cap]
     if capped and not a.quiet:
         print(f"warning: {len(capped)} line(s) hit the step cap: {capped}", file=sys.stderr)
+
+
+def _models(a) -> None:
+    from . import available_models
+
+    for m in available_models():
+        print(f"{m.name:12s} {m.arch:10s} {m.description}")
 
 
 def _styles(a) -> None:
@@ -92,6 +105,9 @@ def _recognizer(a) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .recognizer import RecognizerTrainConfig as RTC
+    from .train import TrainConfig as TC
+
     p = argparse.ArgumentParser(prog="handsynth", description="Typed text in, believable handwriting out.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -101,15 +117,15 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--style", help="a built-in style id or name (see `handsynth styles`)")
     w.add_argument("--style-file", help="a JSON sample of your own handwriting (see docs/samples.md)")
     w.add_argument("--bias", type=float, default=SamplingOptions.bias, help=f"neatness: 0 wild ... 10 very neat (default {SamplingOptions.bias})")
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--width", type=int, default=1200, help="page width in pixels (default 1200)")
-    w.add_argument("--stroke-width", type=float, default=2.2, help="pen width in pixels")
-    w.add_argument("--color", default="#1b1f3b", help="ink colour: a name or #rrggbb")
+    w.add_argument("--seed", type=int, default=SamplingOptions.seed)
+    w.add_argument("--width", type=int, default=PageOptions.width, help=f"page width in pixels (default {PageOptions.width})")
+    w.add_argument("--stroke-width", type=float, default=Ink.stroke_width, help="pen width in pixels")
+    w.add_argument("--color", default=Ink.color, help="ink colour: a name or #rrggbb")
     w.add_argument("--transparent", action="store_true", help="no background (PNG, SVG)")
-    w.add_argument("--dpi", type=int, default=150)
-    w.add_argument("--align", choices=["left", "center", "right"], default="left")
+    w.add_argument("--dpi", type=int, default=Ink.dpi)
+    w.add_argument("--align", choices=ALIGNS, default=PageOptions.align)
     w.add_argument("--skip-unknown", action="store_true", help="drop characters the model cannot write")
-    w.add_argument("--model", help="a model file (default: the shipped model)")
+    w.add_argument("--model", help=MODEL_HELP)
     w.add_argument("-q", "--quiet", action="store_true")
     w.set_defaults(func=_write)
 
@@ -117,16 +133,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--sheet", help="write every style writing the same text to this image")
     s.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
     s.add_argument("--bias", type=float, default=SamplingOptions.bias)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--model")
+    s.add_argument("--seed", type=int, default=SamplingOptions.seed)
+    s.add_argument("--model", help=MODEL_HELP)
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_styles)
 
     v = sub.add_parser("serve", help="the web page and HTTP API")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--model")
+    v.add_argument("--model", help=MODEL_HELP)
     v.set_defaults(func=_serve)
+
+    m = sub.add_parser("models", help="list the shipped models")
+    m.set_defaults(func=_models)
 
     t = sub.add_parser("train", help="train the synthesis network on IAM-OnDB and/or captured samples")
     t.add_argument("--iam", help="folder with lineStrokes-all.tar.gz and ascii-all.tar.gz (or unpacked)")
@@ -135,13 +154,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     t.add_argument("--max-minutes", type=float, help="stop after this much wall time")
-    t.add_argument("--schedule-steps", type=int, help="length of the cosine schedule (default: max-steps or 20000)")
+    t.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {TC.max_steps})")
     t.add_argument("--config", choices=["full", "small", "tiny"], default="full")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-every", type=int, default=250)
-    t.add_argument("--attention-warmup", type=int, default=0, help="steps of guided attention (default 0: off)")
+    t.add_argument("--batch-size", type=int, default=TC.batch_size)
+    t.add_argument("--lr", type=float, default=TC.lr)
+    t.add_argument("--seed", type=int, default=TC.seed)
+    t.add_argument("--eval-every", type=int, default=TC.eval_every)
+    t.add_argument("--attention-warmup", type=int, default=TC.attention_warmup,
+                   help=f"steps of guided attention (default {TC.attention_warmup}: off)")
     t.add_argument("--no-bf16", action="store_true", help="train in float32")
     t.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
     t.add_argument("-q", "--quiet", action="store_true")
@@ -156,12 +176,12 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_corpus)
 
     e = sub.add_parser("eval", help="quality report: NLL, legibility, completion, baseline drift")
-    e.add_argument("--model")
+    e.add_argument("--model", help=MODEL_HELP)
     e.add_argument("--iam", help="IAM-OnDB folder (for validation NLL and real-line comparisons)")
     e.add_argument("--out", default="eval", help="report folder")
     e.add_argument("--texts", type=int, default=200)
     e.add_argument("--bias", type=float, default=SamplingOptions.bias)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=SamplingOptions.seed)
     e.add_argument("--recognizer", help="recogniser weights (default: the shipped one)")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_eval)
@@ -172,12 +192,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--config", choices=["full", "tiny"], default="full")
     r.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     r.add_argument("--max-minutes", type=float, help="stop after this much wall time")
-    r.add_argument("--schedule-steps", type=int, help="length of the cosine schedule (default: max-steps or 12000)")
+    r.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {RTC.max_steps})")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--lr", type=float, default=2e-3)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--eval-every", type=int, default=250, help="steps between validation CER and checkpoint")
+    r.add_argument("--batch-size", type=int, default=RTC.batch_size)
+    r.add_argument("--lr", type=float, default=RTC.lr)
+    r.add_argument("--seed", type=int, default=RTC.seed)
+    r.add_argument("--eval-every", type=int, default=RTC.eval_every, help="steps between validation CER and checkpoint")
     r.add_argument("--no-bf16", action="store_true", help="train in float32")
     r.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
     r.add_argument("-q", "--quiet", action="store_true")

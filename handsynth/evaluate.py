@@ -7,11 +7,36 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from .checkpoint import write_atomic
 from .layout import PageOptions, place, straighten
-from .render import Drawing, Ink, write_atomic
+from .render import Drawing, Ink
 from .sampling import SamplingOptions, sample_lines
 from .strokes import baseline, offsets_to_strokes
+
+
+# the likelihood of held-out lines -----------------------------------------------------------------
+@torch.no_grad()
+def validation_nll(model, corpus, alphabet, mean, std, max_len: int = 700, bf16: bool = False,
+                   split: str = "validation", max_lines: int | None = None) -> float:
+    """Mean negative log-likelihood per line, in nats (on standardised offsets), of a split's
+    lines up to ``max_len`` pen steps, through the family's ``loss`` (any family)."""
+    from .data.corpus import make_batch
+
+    model.eval()
+    idx = [i for i in corpus.indices(split) if len(corpus.offsets[i]) <= max_len]
+    idx = idx[:max_lines] if max_lines else idx
+    if not idx:
+        return float("nan")
+    idx = sorted(idx, key=lambda i: len(corpus.offsets[i]))
+    total = 0.0
+    for s in range(0, len(idx), 64):
+        chunk = idx[s:s + 64]
+        b = make_batch([corpus.offsets[i] for i in chunk], [corpus.texts[i] for i in chunk], alphabet, mean, std)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            total += float(model.loss(b)[0])
+    return total / len(idx)
 
 
 # metrics on constructed or generated lines -----------------------------------------------------
@@ -174,7 +199,6 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     import handsynth
     from .data.corpus import load_corpus
     from .errors import HandsynthError
-    from .train import TrainConfig, validation_nll
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,8 +213,7 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     if iam is None:
         raise HandsynthError("eval needs --iam PATH (held-out texts and real lines come from IAM-OnDB)")
     corpus = load_corpus(iam, progress=progress)
-    report["validation_nll_per_line"] = validation_nll(hw.model, corpus, hw.alphabet, hw.mean, hw.std,
-                                                       TrainConfig(bf16=False))
+    report["validation_nll_per_line"] = validation_nll(hw.model, corpus, hw.alphabet, hw.mean, hw.std)
     test = [i for i in corpus.indices("test") if all(c in hw.alphabet for c in corpus.texts[i])]
     pick = [test[k] for k in np.random.default_rng(seed).permutation(len(test))[:texts]]
     if not pick:
@@ -249,7 +272,7 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
                                   legibility_cer_real=report["legibility"]["cer_real"])
     else:
         report["headline"]["legibility"] = report["legibility"]
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    write_atomic(out / "report.json", json.dumps(report, indent=1).encode())
     md = ["# handsynth evaluation", "", f"model `{report['model']}`, bias {bias}, seed {seed}, {len(chosen)} held-out "
           "test-form texts split round-robin over the styles", "", "| metric | value |", "| --- | --- |"]
     md += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in report["headline"].items()]
@@ -261,5 +284,5 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     if report["styles_skipped"]:
         md += ["", "styles skipped (the model cannot write their priming text): " + ", ".join(report["styles_skipped"])]
     md += ["", "![sample sheet](sheet.png)", ""]
-    (out / "report.md").write_text("\n".join(md))
+    write_atomic(out / "report.md", "\n".join(md).encode())
     return report

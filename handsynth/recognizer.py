@@ -20,9 +20,7 @@ reads other hands (and generated lines) rather than only the training writers.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checkpoint
 from .alphabet import Alphabet
 from .errors import HandsynthError
-from .train import atomic_save, read_checkpoint, restore_loop_state
+from .loop import CorpusTask, Loop, LoopConfig
 
 DEFAULT_RECOGNIZER = Path(__file__).with_name("weights") / "recognizer.pt"
 FEATURES = 4
@@ -71,19 +70,18 @@ class RecognizerConfig:
 
 
 @dataclass(frozen=True)
-class RecognizerTrainConfig:
-    batch_size: int = 32
+class RecognizerTrainConfig(LoopConfig):
+    """The recogniser's training: the loop's fields with its own defaults, plus augmentation and
+    the validation lines read at each evaluation."""
     lr: float = 2e-3              # peak of the cosine schedule
-    lr_warmup: int = 200
-    min_lr_ratio: float = 0.05
     max_steps: int = 12000        # length of the schedule
     clip: float = 5.0             # gradient norm clipping
     max_len: int = 1000           # longer lines are left out of training
-    bf16: bool = True             # bfloat16 autocast for the matmuls (CTC in float32)
     augment: bool = True          # random scale and slant per training line
-    seed: int = 0
-    eval_every: int = 250         # steps between validation CER and checkpoint
     val_lines: int = 300          # validation lines read at each evaluation
+
+    def warmup_steps(self) -> int:
+        return min(self.lr_warmup, self.max_steps // 5)  # short runs (tests) warm up for a fifth
 
 
 # features --------------------------------------------------------------------------------------
@@ -246,166 +244,80 @@ def load_recognizer(path) -> Recognizer:
     return rec
 
 
-def _lr_at(step: int, tc: RecognizerTrainConfig) -> float:
-    warmup = min(tc.lr_warmup, tc.max_steps // 5)  # short runs (tests) warm up for a fifth
-    if step < warmup:
-        return tc.lr * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, tc.max_steps - warmup))
-    return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+class RecognizerTask(CorpusTask):
+    """Training the recogniser on the train split's transcribed lines: loss = CTC on augmented
+    features; evaluation = CER on up to ``val_lines`` validation lines; export =
+    ``recognizer.pt`` whenever the validation CER improves (always when there is none)."""
 
+    name = "recogniser"
 
-class _Run:
-    """The state of one training run: model, optimiser, data position; saved and resumed whole."""
-
-    def __init__(self, corpus, out: Path, config_name: str, tc: RecognizerTrainConfig):
-        self.corpus, self.out, self.config_name, self.tc = corpus, out, config_name, tc
-        self.alphabet = corpus.alphabet()
-        self.mean, self.std = corpus.offset_stats()
+    def __init__(self, corpus, config_name: str, tc: RecognizerTrainConfig):
+        super().__init__(corpus, config_name)
         torch.manual_seed(tc.seed)  # the initial weights follow the seed
         self.model = Recognizer(RecognizerConfig.preset(config_name, self.alphabet.size), self.alphabet,
                                 self.mean, self.std)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr)
-        self.step = self.epoch = self.batch_in_epoch = 0
-        self.best = float("inf")
-        self.history: list[dict] = []
-        train = corpus.indices("train")
-        self.train_idx = np.array([i for i in train if len(corpus.offsets[i]) <= tc.max_len
-                                   and corpus.texts[i]], dtype=np.int64)
-        if len(self.train_idx) == 0:
+        self.lines = self.train_lines(tc.max_len, keep=lambda i: bool(corpus.texts[i]))
+        if len(self.lines) == 0:
             raise HandsynthError("no training lines for the recogniser (none in the train split)")
         val = list(corpus.indices("validation"))
         self.val_idx = [val[k] for k in np.random.default_rng(0).permutation(len(val))[:tc.val_lines]]
-        self.train_forms = sorted({corpus.form_ids[i] for i in self.train_idx})
+        self.train_forms = sorted({corpus.form_ids[i] for i in self.lines})
+        self.best = float("inf")
+        self.ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
 
-    def checkpoint(self) -> dict:
-        return {"kind": "recognizer", "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "best": self.best, "rng": torch.get_rng_state(), "config": self.model.config.to_dict(),
-                "config_name": self.config_name, "train_config": dataclasses.asdict(self.tc),
-                "alphabet": self.alphabet.chars, "offset_mean": self.mean.tolist(),
-                "offset_std": self.std.tolist(), "norm": dataclasses.asdict(self.corpus.norm),
-                "train_forms": self.train_forms, "train_lines": int(len(self.train_idx)),
-                "history": json.dumps(self.history)}
-
-    def export(self, ckpt: dict, validation_cer: float) -> None:
-        """The shippable part: float16 weights + config, alphabet, statistics, training forms."""
-        keep = {k: ckpt[k] for k in ("kind", "config", "alphabet", "offset_mean", "offset_std", "norm", "step",
-                                     "train_forms", "train_lines")}
-        keep["validation_cer"] = validation_cer
-        keep["model"] = {k: v.to(torch.float16) for k, v in ckpt["model"].items()}
-        atomic_save(keep, self.out / "recognizer.pt")
-
-    def save(self, validation_cer: float) -> None:
-        ckpt = self.checkpoint()
-        atomic_save(ckpt, self.out / "checkpoint.pt")
-        no_validation = math.isnan(validation_cer)  # no validation lines: export the latest
-        if no_validation or validation_cer < self.best or not (self.out / "recognizer.pt").exists():
-            self.best = self.best if no_validation else min(self.best, validation_cer)
-            self.export(ckpt, validation_cer)
-
-    def resume(self, path: Path) -> None:
-        ck = read_checkpoint(path, self.alphabet.chars, self.model.config.to_dict(), "recogniser")
-        if ck.get("kind") != "recognizer":
-            raise HandsynthError(f"{path}: not a recogniser training checkpoint")
-        restore_loop_state(self, ck)
-        self.best = ck["best"]
-        self.mean = self.model.mean = np.array(ck["offset_mean"], np.float32)
-        self.std = self.model.std = np.array(ck["offset_std"], np.float32)
-        self.tc = RecognizerTrainConfig(**ck["train_config"])
-
-    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        from .data.corpus import bucket_batches
-
-        rng = np.random.default_rng([self.tc.seed, epoch])
-        lengths = np.array([len(self.corpus.offsets[i]) for i in self.train_idx])
-        return [self.train_idx[b] for b in bucket_batches(lengths, self.tc.batch_size, rng)]
-
-    def next_batch(self) -> np.ndarray:
-        batches = self.epoch_batches(self.epoch)
-        if self.batch_in_epoch >= len(batches):
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            batches = self.epoch_batches(self.epoch)
-        self.batch_in_epoch += 1
-        return batches[self.batch_in_epoch - 1]
-
-    def train_step(self, idx: np.ndarray, ctc: nn.CTCLoss) -> float | None:
-        """One optimiser step on the lines ``idx``; None (and no update) when not finite."""
-        rng = np.random.default_rng([self.tc.seed, self.step, 1]) if self.tc.augment else None
+    def loss(self, model, idx, step: int, tc: RecognizerTrainConfig):
+        """Mean CTC loss of the lines ``idx``, each augmented by a draw fixed by (seed, step)."""
+        rng = np.random.default_rng([tc.seed, step, 1]) if tc.augment else None
         x, lengths = self.model.featurize([self.corpus.offsets[i] for i in idx], rng)
         targets = [torch.from_numpy(self.alphabet.encode(self.corpus.texts[i])) for i in idx]
-        self.model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.tc.bf16):
-            logp, out_len = self.model(x, lengths)
-        loss = ctc(logp.float().transpose(0, 1), torch.cat(targets), out_len,
-                   torch.tensor([len(t) for t in targets]))
-        self.opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return None
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.clip)
-        if not torch.isfinite(norm):
-            self.opt.zero_grad(set_to_none=True)
-            return None
-        self.opt.step()
-        return loss.item()
+        logp, out_len = model(x, lengths)
+        with torch.autocast("cpu", enabled=False):  # CTC in float32
+            loss = self.ctc(logp.float().transpose(0, 1), torch.cat(targets), out_len,
+                            torch.tensor([len(t) for t in targets]))
+        return loss, lengths.sum()
 
-    def validation_cer(self) -> float:
+    def evaluate(self, loop: Loop) -> dict:
         if not self.val_idx:
-            return float("nan")
+            return {"validation_cer": float("nan")}
         hyps = recognize(self.model, [self.corpus.offsets[i] for i in self.val_idx])
-        return cer(hyps, [self.corpus.texts[i] for i in self.val_idx])
+        return {"validation_cer": cer(hyps, [self.corpus.texts[i] for i in self.val_idx])}
 
-    def run(self, max_steps: int | None, max_minutes: float | None, progress: bool) -> list[dict]:
-        from tqdm import tqdm
+    def state(self) -> dict:
+        return {**super().state(), "kind": "recognizer", "best": self.best, "train_forms": self.train_forms,
+                "train_lines": int(len(self.lines))}
 
-        if self.step == 0:
-            torch.manual_seed(self.tc.seed)
-        ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
-        stop_at = max_steps or self.tc.max_steps
-        t0 = time.time()
-        bar = tqdm(total=stop_at, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True,
-                   desc="recogniser")
-        last_eval, bad, loss = self.step, 0, float("nan")
-        while self.step < stop_at:
-            if max_minutes is not None and time.time() - t0 > max_minutes * 60:
-                break
-            idx = self.next_batch()
-            for g in self.opt.param_groups:
-                g["lr"] = _lr_at(self.step, self.tc)
-            result = self.train_step(idx, ctc)
-            if result is None:
-                bad += 1
-                if bad >= 20:
-                    bar.close()
-                    raise HandsynthError(f"recogniser training diverged at step {self.step}; the last good "
-                                         f"checkpoint is {self.out / 'checkpoint.pt'}; try a lower --lr")
-                continue
-            bad, loss = 0, result
-            self.step += 1
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{_lr_at(self.step, self.tc):.1e}")
-            bar.update(1)
-            if self.step % self.tc.eval_every == 0:
-                self._evaluate(loss, t0, bar.write if progress else None)
-                last_eval = self.step
-        bar.close()
-        if self.step != last_eval or not (self.out / "checkpoint.pt").exists():
-            self._evaluate(loss, t0, print if progress else None)
-        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
-        return self.history
+    def read(self, path: Path) -> dict:
+        ck = super().read(path)
+        if ck.get("kind") != "recognizer":
+            raise HandsynthError(f"{path}: not a recogniser training checkpoint")
+        return ck
 
-    def _evaluate(self, loss: float, t0: float, say) -> None:
-        v = self.validation_cer()
-        rec = {"step": self.step, "epoch": self.epoch, "minutes": round((time.time() - t0) / 60, 2),
-               "train_loss": round(loss, 4), "validation_cer": round(v, 4)}
-        self.history.append(rec)
-        if say:
-            say(json.dumps(rec))
-        self.save(v)
+    def restore(self, ck: dict) -> None:
+        super().restore(ck)
+        self.model.mean, self.model.std = self.mean, self.std
+        self.best = ck["best"]
+
+    def exports(self, out: Path, metrics: dict) -> bool:
+        """Export when the validation CER improves (the latest when there are no validation lines)."""
+        v = metrics["validation_cer"]
+        if math.isnan(v):
+            return True
+        better = v < self.best or not (out / "recognizer.pt").exists()
+        self.best = min(self.best, v)
+        return better
+
+    def export(self, ckpt: dict, out: Path, metrics: dict) -> None:
+        """The shippable part: float16 weights + config, alphabet, statistics, training forms."""
+        keys = ("kind", "config", "alphabet", "offset_mean", "offset_std", "norm", "step", "train_forms",
+                "train_lines", "validation_cer")
+        checkpoint.export({**ckpt, "validation_cer": metrics["validation_cer"]}, out / "recognizer.pt", keys)
 
 
 def train_recognizer(corpus, out_dir, config: str = "full", max_steps: int | None = None,
-                     max_minutes: float | None = None, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-                     eval_every: int = 250, bf16: bool = True, augment: bool = True, resume=False,
+                     max_minutes: float | None = None, batch_size: int = RecognizerTrainConfig.batch_size,
+                     lr: float = RecognizerTrainConfig.lr, seed: int = RecognizerTrainConfig.seed,
+                     eval_every: int = RecognizerTrainConfig.eval_every, bf16: bool = RecognizerTrainConfig.bf16,
+                     augment: bool = RecognizerTrainConfig.augment, resume=False,
                      schedule_steps: int | None = None, progress: bool = True) -> list[dict]:
     """Train the recogniser on ``corpus.indices("train")`` lines only. Writes ``out_dir/checkpoint.pt``
     (resumable), ``out_dir/recognizer.pt`` (float16, the best validation CER so far) and
@@ -421,10 +333,9 @@ def train_recognizer(corpus, out_dir, config: str = "full", max_steps: int | Non
     tc = RecognizerTrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, bf16=bf16,
                                augment=augment,
                                max_steps=schedule_steps or max_steps or RecognizerTrainConfig.max_steps)
-    with torch.enable_grad():  # load_model() switches gradients off process-wide
-        run = _Run(corpus, out, config, tc)
-        if resume:
-            run.resume(out / "checkpoint.pt" if resume is True else Path(resume))
-            if schedule_steps:  # a deliberate change of the schedule's length on resume
-                run.tc = dataclasses.replace(run.tc, max_steps=schedule_steps)
-        return run.run(max_steps, max_minutes, progress)
+    loop = Loop(RecognizerTask(corpus, config, tc), tc, out, progress)
+    if resume:
+        loop.resume(out / "checkpoint.pt" if resume is True else Path(resume))
+        if schedule_steps:  # a deliberate change of the schedule's length on resume
+            loop.tc = dataclasses.replace(loop.tc, max_steps=schedule_steps)
+    return loop.run(max_steps, max_minutes)

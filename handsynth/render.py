@@ -4,14 +4,13 @@ splines through the pen points, written as cubic Bezier segments, with round cap
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from .checkpoint import write_atomic
 from .errors import HandsynthError
 from .layout import Page
 
@@ -113,28 +112,6 @@ def pages_pdf(pages: list[Page], ink: Ink) -> bytes:
         for page in pages:
             pdf.savefig(_figure(page, ink))
     return buf.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder: a failure never
-    leaves a half-written file."""
-    path = Path(path)
-    if path.is_dir():
-        raise HandsynthError(f"{path} is a folder: give a file name such as {path / 'out.png'}")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
-    except FileNotFoundError:
-        raise HandsynthError(f"{path}: the folder {path.parent} does not exist") from None
-    except OSError as e:
-        raise HandsynthError(f"{path}: cannot write here ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise HandsynthError(f"{path}: cannot write the file ({e.strerror})") from None
 
 
 def format_of(path) -> str:

@@ -1,8 +1,12 @@
-"""Sampling handwriting from the synthesis network: priming with a style, biased sampling,
-stopping, and batches of lines.
+"""Sampling handwriting from a synthesis network (any family, through ``models.Stepper``):
+options, priming, the batched step driver, and the one policy on top of it: the stop rule, the
+step cap, the candidate race, plausibility and trimming.
 
 Every line draws its random numbers from its own stream, seeded by ``(seed, line index)``, so a
 line comes out the same whether it is sampled alone or in a batch with others.
+
+The LSTM's compiled step (``models/graves/native_step.c``) runs a fused copy of ``stop_rule``;
+the tests compare the two step by step.
 """
 from __future__ import annotations
 
@@ -12,12 +16,16 @@ import numpy as np
 import torch
 
 from .alphabet import Alphabet
-from .data.corpus import standardize
 from .errors import HandsynthError
-from . import native
-from .model import Synthesizer, sample_mixture
+from .layout import CHAR_WIDTH
+from .models import SynthesisModel
+from .strokes import standardize
 
-MAX_TEXT_CHARS = 120  # per line; layout wraps longer text
+MAX_LINE_CHARS = 120      # characters per sampled line; layout wraps longer text
+CANDIDATES = 2            # each line is written this many times at once; the first plausible is kept
+NARROW_AT = 60            # pen steps (about 5 characters) after which a line keeps only its candidate furthest along
+MAX_PASSES = 2            # passes for lines with no plausible candidate (stalled or scribbled)
+MAX_STEPS_PER_CHAR = 22.0 # a line dawdling longer is scribbled (typical: 11-15; measured, see docs/measurements.md)
 
 
 @dataclass(frozen=True)
@@ -58,11 +66,11 @@ RESAMPLE_SEED_STEP = 100_003  # candidate a of a line uses the line's seed + a *
 
 
 @torch.no_grad()
-def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[str],
+def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: list[str],
                  options: SamplingOptions = SamplingOptions(), primer: Primer | None = None,
                  return_phi: bool = False, line_seeds: list[int] | None = None,
                  candidates: int = 1, score=None, first_candidate: int = 0,
-                 narrow_at: int | None = None) -> list[Line]:
+                 narrow_at: int | None = None, check=None) -> list[Line]:
     """Sample one line of handwriting per text, all in one batch.
 
     With a ``primer``, its strokes are fed through the network with the text
@@ -78,14 +86,17 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     ``narrow_at``, each text keeps only one candidate from that pen step on: the one whose window
     is furthest along (the first on a tie). The race then costs extra rows for its first steps
     only, and still drops a candidate that is slow or stalls from the start.
+
+    ``check``, if given, is called once per pen step and may raise to abandon the batch (the
+    server's time limit and client-gone check).
     """
     if not texts:
         return []
     for t in texts:
         if not t.strip():
             raise HandsynthError("empty text: give at least one character to write")
-        if len(t) > MAX_TEXT_CHARS:
-            raise HandsynthError(f"a line of {len(t)} characters is longer than the limit of {MAX_TEXT_CHARS}")
+        if len(t) > MAX_LINE_CHARS:
+            raise HandsynthError(f"a line of {len(t)} characters is longer than the limit of {MAX_LINE_CHARS}")
     model.eval()
     n_texts, C = len(texts), max(1, int(candidates))
     base_seeds = line_seeds if line_seeds is not None else list(range(n_texts))
@@ -98,35 +109,18 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     codes = np.zeros((B, U), np.int64)
     for b, f in enumerate(full):
         codes[b, :len(f)] = alphabet.encode(f)
-    text = torch.from_numpy(codes)
-    onehot = model.onehot(text)
     ends = np.array([len(f) for f in full], np.int64)
     caps = np.array([int(40 + options.steps_per_char * len(t)) for t in texts], np.int64)
     cap = int(caps.max())
     noise = torch.stack([_noise(options.seed, s, cap) for s in seeds]).numpy()  # (B, cap, 6)
-
-    dtype = torch.bfloat16 if options.bf16 else torch.float32
-    weights = model.step_weights(dtype)
-    state = model.initial_state(B)
-    x = torch.zeros(B, 3)
-    x[:, 2] = 1.0  # the start token
-    if primer is not None and len(primer.offsets):
-        p = torch.from_numpy(standardize(primer.offsets, mean, std))
-        inputs = torch.cat([x[:1], p[:-1]]).expand(n_texts, len(p), 3)  # start token, then the primer
-        # a text's candidates share its priming: each text is primed once
-        state = model.prime(inputs, onehot[:n_texts], weights).select(torch.arange(B) % n_texts)
-        x = p[-1].expand(B, 3).clone()
-
-    tb = _Tables(code=codes, ends=ends, caps=caps, noise=noise,
-                 bias=np.full(B, float(options.bias), np.float32), prefix=len(prefix), options=options,
-                 out_steps=np.zeros((B, cap, 3), np.float32),
-                 phi_all=np.zeros((B, cap, U + 1), np.float32),  # the window's weights, for trimming and for callers
-                 passed=np.zeros(B, bool))
-    lib = native.library() if native.supports(model.config, dtype, U + 1) else None
-    step = native.NativeStep(lib, model, weights, state, x, tb) if lib is not None else \
-        _TorchStep(model, weights, state, onehot, x, tb)
+    tb = Tables(code=codes, n_texts=n_texts, ends=ends, caps=caps, noise=noise,
+                bias=np.full(B, float(options.bias), np.float32), prefix=len(prefix), options=options,
+                out_steps=np.zeros((B, cap, 3), np.float32),
+                phi_all=np.zeros((B, cap, U + 1), np.float32),  # the alignment, for trimming and for callers
+                passed=np.zeros(B, bool))
+    primed = standardize(primer.offsets, mean, std) if primer is not None and len(primer.offsets) else None
+    step = model.start(tb, primed)
     out_steps, phi_all, passed = tb.out_steps, tb.phi_all, tb.passed
-    check = getattr(model, "step_check", None)   # e.g. the server's time limit, once per pen step
 
     def finish(r: int, n: int) -> Line:
         off = out_steps[r, :n].copy()
@@ -141,11 +135,12 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
     for t in range(cap):
         if check is not None:
             check()
-        n_stop = step(t)
+        step(t)
         rows = step.rows
-        drop = _behind(rows % n_texts, step.progress, ~step.stop) if C > 1 and t + 1 == narrow_at else None
-        if n_stop or drop is not None:
-            stop = step.stop.copy()
+        stop = step.stop if step.stop is not None else stop_rule(tb, rows, t, step.progress)
+        drop = _behind(rows % n_texts, step.progress, ~stop) if C > 1 and t + 1 == narrow_at else None
+        if stop.any() or drop is not None:
+            stop = stop.copy()
             for r in rows[stop]:
                 k = r % n_texts
                 line = finish(r, t + 1)
@@ -171,10 +166,11 @@ def sample_lines(model: Synthesizer, alphabet: Alphabet, mean, std, texts: list[
 
 
 @dataclass
-class _Tables:
+class Tables:
     """A batch's per-row data, indexed by the row's place in the batch as first built (rows
-    that finish leave the step but keep their place here)."""
+    that finish leave the step but keep their place here). Row r writes text r % n_texts."""
     code: np.ndarray        # (R, U) int64 character codes of prefix + text, 0 = padding
+    n_texts: int            # distinct texts (rows beyond are further candidates of the same texts)
     ends: np.ndarray        # (R,) int64 position after the last character
     caps: np.ndarray        # (R,) int64 step caps
     noise: np.ndarray       # (R, cap, 6) float32 random numbers (see _noise)
@@ -182,47 +178,80 @@ class _Tables:
     prefix: int             # characters of the primer's text before each row's own
     options: SamplingOptions
     out_steps: np.ndarray   # (R, cap, 3) float32 the pen offsets drawn (standardised)
-    phi_all: np.ndarray     # (R, cap, U + 1) float32 the window's weights
-    passed: np.ndarray      # (R,) bool: the window has passed the row's last character
+    phi_all: np.ndarray     # (R, cap, U + 1) float32 the alignment over the text (+ "after the end")
+    passed: np.ndarray      # (R,) bool: the row has written its last character
 
 
-class _TorchStep:
-    """One pen step for the rows still being written, in PyTorch and numpy: the network's step,
-    the mixture draw, recording, and the stop rule. (``native.NativeStep`` does the same with
-    the work between the matmuls compiled.) Calling it with the pen step t returns how many rows
-    stop; ``stop`` and ``progress`` (the character the window is on, past the prefix) are per
-    row, ``rows`` the rows' places in the tables, and ``select(keep)`` drops rows."""
+def stop_rule(tb: Tables, rows: np.ndarray, t: int, progress: np.ndarray) -> np.ndarray:
+    """Which live rows stop after pen step ``t``: a row past its text stops when the pen lifts
+    (with ``finish_stroke``; at once without), and any row stops at its step cap or at a running
+    cap on its progress: a line that has spent more than ``steps_per_char`` per character
+    written so far is scribbling in place and stops now (flagged as capped) instead of at the end
+    of its budget. The compiled LSTM step (``hs_sample`` in native_step.c) runs a fused copy."""
+    o = tb.options
+    stop = tb.passed[rows] & ((tb.out_steps[rows, t, 2] > 0.5) | (not o.finish_stroke))
+    return stop | ((t + 1) >= tb.caps[rows]) | ((t + 1) >= 40 + o.steps_per_char * (progress + 1))
 
-    def __init__(self, model, weights, state, onehot, x, tables: _Tables):
-        self.model, self.weights, self.state, self.onehot, self.x, self.tb = model, weights, state, onehot, x, tables
-        self.rows = np.arange(x.shape[0])
-        self.outside = np.where(tables.code > 0, 0.0, -np.inf).astype(np.float32)  # padding never counts as 'inside'
 
-    def __call__(self, t: int) -> int:
-        tb, rows, U = self.tb, self.rows, self.tb.code.shape[1]
-        out, self.state, phi = self.model.step(self.x, self.state, self.onehot, None, self.weights)
-        ph = phi.numpy()
-        xs = sample_mixture(out.numpy(), tb.bias[rows], tb.noise[rows, t])
-        tb.out_steps[rows, t] = xs
-        tb.phi_all[rows, t] = ph
-        # Graves' stop rule: phi after the last character outweighs every character's phi
-        last = ph[np.arange(len(rows)), tb.ends[rows]]
-        inside = (ph[:, :U] + self.outside[rows]).max(1)
-        tb.passed[rows] |= last > inside
-        stop = tb.passed[rows] & ((xs[:, 2] > 0.5) | (not tb.options.finish_stroke))
-        # the step cap, and a running cap on the window's progress: a line that has spent more
-        # than steps_per_char per character written so far is scribbling in place; it stops now
-        # (flagged as capped) instead of at the end of its budget
-        self.progress = np.maximum(ph[:, :U].argmax(1) - tb.prefix, 0)
-        stop |= ((t + 1) >= tb.caps[rows]) | ((t + 1) >= 40 + tb.options.steps_per_char * (self.progress + 1))
-        self.stop = stop
-        self.x = torch.from_numpy(xs)
-        return int(stop.sum())
+def sample_checked(model, alphabet: Alphabet, mean, std, texts: list[str], seeds: list[int],
+                   options: SamplingOptions, primer: Primer | None, check=None) -> list[Line]:
+    """The policy's lines, as ``write`` samples them: each line is started by CANDIDATES
+    candidates at once; after NARROW_AT pen steps only the one whose window is furthest along
+    goes on, and the first to finish plausibly (no stall, no scribble, no far too wide word) is kept; lines with no
+    plausible candidate get one more pass with new seeds. Bounded: at most MAX_PASSES
+    passes, and the least bad candidate is kept."""
+    out = sample_lines(model, alphabet, mean, std, texts, options, primer, True, seeds,
+                       candidates=CANDIDATES, score=badness, narrow_at=NARROW_AT, check=check)
+    for p in range(1, MAX_PASSES):
+        bad = [k for k, line in enumerate(out) if not plausible(line)]
+        if not bad:
+            break
+        redo = sample_lines(model, alphabet, mean, std, [texts[k] for k in bad], options,
+                            primer, True, [seeds[k] for k in bad], candidates=CANDIDATES, score=badness,
+                            first_candidate=p * CANDIDATES, narrow_at=NARROW_AT, check=check)
+        for k, line in zip(bad, redo):
+            if plausible(line) or badness(line) < badness(out[k]):
+                out[k] = line
+    return out
 
-    def select(self, keep: np.ndarray):
-        k = torch.from_numpy(keep)
-        self.rows = self.rows[keep]
-        self.state, self.onehot, self.x = self.state.select(k), self.onehot[k], self.x[k]
+
+def line_width(line: Line) -> float:
+    x = np.cumsum(line.offsets[:, 0])
+    return float(x.max() - x.min()) if len(x) else 0.0
+
+
+def word_widths(line: Line) -> list[tuple[str, float]]:
+    """Each word of the line with the written width (x-heights) of the pen steps the attention
+    window spent on it (``line.phi`` needed)."""
+    if line.phi is None or not len(line.offsets):
+        return []
+    x = np.cumsum(line.offsets[:, 0])
+    focus = line.phi[:, :len(line.text)].argmax(1)
+    out, start = [], 0
+    for word in line.text.split(" "):
+        span = np.flatnonzero((focus >= start) & (focus < start + len(word)))
+        out.append((word, float(np.ptp(x[span])) if len(span) else 0.0))
+        start += len(word) + 1
+    return out
+
+
+def badness(line: Line) -> float:
+    """How far the line is from plausible: 0 when fine; larger for stalled lines, lines with far
+    more pen steps per character than handwriting needs (scribbles), and words far wider than
+    their letters need."""
+    score = 10.0 if line.hit_cap else 0.0
+    # many pen steps per character: the window stalled while the pen scribbled in place
+    score += max(0.0, len(line.offsets) / max(len(line.text), 1) - MAX_STEPS_PER_CHAR) / 5
+    per_char = line_width(line) / max(len(line.text), 1)
+    score += max(0.0, per_char / CHAR_WIDTH - 2.2) + max(0.0, 0.3 - per_char / CHAR_WIDTH)
+    for word, width in word_widths(line):
+        score += max(0.0, width / (CHAR_WIDTH * max(len(word), 1)) - 3.5)
+    return score
+
+
+def plausible(line: Line) -> bool:
+    """A written line that reached its end with a sensible width for its characters and words."""
+    return badness(line) == 0.0
 
 
 def _behind(text_of_row: np.ndarray, progress: np.ndarray, live: np.ndarray) -> np.ndarray:

@@ -151,3 +151,11 @@ def normalize_line(strokes: Strokes, norm: Normalization = Normalization()) -> n
     off = strokes_to_offsets(clean)
     off[:, :2] = np.clip(off[:, :2], -norm.clip, norm.clip)
     return off
+
+
+def standardize(off: np.ndarray, mean, std) -> np.ndarray:
+    """Offsets in normalised units -> the network's standardised units: (dx, dy) minus the
+    training lines' mean, over their standard deviation (end_of_stroke unchanged)."""
+    out = off.astype(np.float32, copy=True)
+    out[:, :2] = (out[:, :2] - mean) / std
+    return out

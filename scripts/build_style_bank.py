@@ -74,7 +74,7 @@ def main():
 
     if args.model:
         import handsynth
-        from handsynth import line_width, plausible
+        from handsynth.sampling import line_width, plausible
         from handsynth.layout import CHAR_WIDTH
         from handsynth.sampling import SamplingOptions
         from handsynth.styles import Style

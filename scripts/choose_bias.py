@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import handsynth
-from handsynth import plausible
+from handsynth.sampling import plausible
 from handsynth.data.corpus import load_corpus
 from handsynth.evaluate import completed
 from handsynth.sampling import SamplingOptions

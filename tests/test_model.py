@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from handsynth.model import ModelConfig, Synthesizer, log_likelihood, mixture_params, sample_mixture
+from handsynth.models.graves import GravesConfig, Synthesizer, log_likelihood, mixture_params, sample_mixture
 
 
 def test_log_likelihood_matches_hand_computed_value():
@@ -52,7 +52,7 @@ def test_bias_sharpens():
 
 def _model_and_batch(seed=0):
     torch.manual_seed(seed)
-    cfg = ModelConfig(alphabet_size=12, hidden=16, layers=3, window_k=3, mixtures=4)
+    cfg = GravesConfig(alphabet_size=12, hidden=16, layers=3, window_k=3, mixtures=4)
     m = Synthesizer(cfg).eval()
     x = torch.randn(2, 25, 3)
     x[..., 2] = (torch.rand(2, 25) < 0.2).float()
@@ -66,7 +66,7 @@ def test_kappa_never_moves_backwards_and_phi_walks():
     onehot = m.onehot(text)
     kappas = []
     for t in range(25):
-        _, state, phi = m.step(x[:, t], state, onehot, mask)
+        _, state, phi = m.step(x[:, t], state, onehot)
         kappas.append(state.kappa.clone())
         assert phi.shape == (2, 6)
     k = torch.stack(kappas)
@@ -77,21 +77,21 @@ def test_kappa_never_moves_backwards_and_phi_walks():
 def test_step_by_step_equals_teacher_forced_forward():
     m, x, text, mask = _model_and_batch(1)
     with torch.no_grad():
-        full, phi = m(x, text, mask, return_phi=True)
+        full, phi = m(x, text, return_phi=True)
     state = m.initial_state(2)
     onehot = m.onehot(text)
     for t in range(25):
-        out, state, ph = m.step(x[:, t], state, onehot, mask)
+        out, state, ph = m.step(x[:, t], state, onehot)
         torch.testing.assert_close(out, full[:, t], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(ph, phi[:, t], atol=1e-5, rtol=1e-4)
 
 
 def test_full_config_has_reference_size():
-    m = Synthesizer(ModelConfig.preset("full", 82))
+    m = Synthesizer(GravesConfig.preset("full", 82))
     n = sum(p.numel() for p in m.parameters())
     assert 3.3e6 < n < 4.2e6
     assert m.config.outputs == 121
-    out = m(torch.zeros(1, 4, 3), torch.tensor([[1, 2]]), torch.ones(1, 2))
+    out = m(torch.zeros(1, 4, 3), torch.tensor([[1, 2]]))
     assert out.shape == (1, 4, 121)
 
 
@@ -119,14 +119,14 @@ def test_prime_equals_stepping_through_the_inputs():
     onehot = m.onehot(text)
     state = m.initial_state(2)
     for t in range(x.shape[1]):
-        _, state, _ = m.step(x[:, t], state, onehot, mask)
+        _, state, _ = m.step(x[:, t], state, onehot)
     primed = m.prime(x, onehot)
     for a, b in zip(state.h + state.c + [state.kappa, state.w], primed.h + primed.c + [primed.kappa, primed.w]):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     # and sampling continues the same from either state
-    out_a, _, _ = m.step(x[:, 0], state, onehot, mask)
-    out_b, _, _ = m.step(x[:, 0], primed, onehot, mask)
+    out_a, _, _ = m.step(x[:, 0], state, onehot)
+    out_b, _, _ = m.step(x[:, 0], primed, onehot)
     torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-4)
 
 
@@ -145,7 +145,7 @@ def _layer1_inputs(dtype=torch.float64, T=6):
 def test_layer1_window_backward_matches_numerical_gradients():
     """The hand-written backward of layer 1 + window (training's hot loop) against finite
     differences, with and without the attention warm-up's forced window position."""
-    from handsynth.model import _Layer1Window
+    from handsynth.models.graves.kernel import _Layer1Window
     params, onehot, forced = _layer1_inputs()
     for fk, blend in ((None, 0.0), (forced, 0.3)):
         def f(*p):
@@ -157,7 +157,7 @@ def test_layer1_window_backward_matches_numerical_gradients():
 def test_layer1_window_scratch_is_not_shared_by_live_graphs():
     """Two forward passes alive at once (the second must not reuse the first's buffers) give
     the same gradients as one at a time."""
-    from handsynth.model import _Layer1Window
+    from handsynth.models.graves.kernel import _Layer1Window
     params, onehot, _ = _layer1_inputs(torch.float32, T=9)
 
     def loss_of(p):
@@ -181,7 +181,7 @@ def test_training_forward_matches_reference_autograd():
     autograd ops (nn.LSTMCell stepped in a loop + the window formula of sampling)."""
     m, x, text, mask = _model_and_batch(3)
     m.train()
-    out = m(x, text, mask)
+    out = m(x, text)
     loss = (out ** 2).mean()
     grads = torch.autograd.grad(loss, list(m.parameters()))
 
@@ -207,7 +207,7 @@ def test_training_forward_matches_reference_autograd():
 
 
 def test_training_cell_computes_activations_in_float32_from_bfloat16_gates():
-    from handsynth.model import _cell_step
+    from handsynth.models.graves.kernel import _cell_step
     H, B = 8, 3
     gates = (3 * torch.randn(B, 4 * H)).bfloat16()
     a, c_out, tc_out, h_out = torch.empty(B, 4 * H), torch.empty(B, H), torch.empty(B, H), torch.empty(B, H)
@@ -222,7 +222,7 @@ def test_training_cell_computes_activations_in_float32_from_bfloat16_gates():
 
 
 def test_step_linear_prepacked_bfloat16_equals_addmm():
-    from handsynth.model import StepLinear
+    from handsynth.models.graves import StepLinear
     g = torch.Generator().manual_seed(0)
     W, b = torch.randn(48, 40, generator=g), torch.randn(48, generator=g)
     try:   # oneDNN packs bfloat16 weights only on CPUs with bfloat16 conversions (AVX-512 or AVX-NE-CONVERT)

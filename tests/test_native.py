@@ -1,4 +1,5 @@
-"""The compiled step (handsynth/native_step.c) against the PyTorch code it replaces, for sampling and for training."""
+"""The compiled step (handsynth/models/graves/native_step.c) against the PyTorch code it replaces,
+for sampling (including its fused copy of the sampling policy's stop rule) and for training."""
 import platform
 
 import numpy as np
@@ -6,8 +7,10 @@ import pytest
 import torch
 
 import handsynth
-from handsynth import native
-from handsynth.sampling import SamplingOptions, _noise, _Tables, _TorchStep
+from handsynth.models.graves import native
+from handsynth.models.graves.kernel import WINDOW_EXP_FLOOR
+from handsynth.models.graves.network import TorchStep
+from handsynth.sampling import SamplingOptions, Tables, _noise, stop_rule
 
 needs_native = pytest.mark.skipif(native.library() is None, reason=native.status())
 
@@ -37,7 +40,7 @@ def _tables(hw, texts, cap=160, seed=0):
     code = np.zeros((B, U), np.int64)
     for b, t in enumerate(texts):
         code[b, :len(t)] = hw.alphabet.encode(t)
-    return _Tables(code=code, ends=np.array([len(t) for t in texts], np.int64), caps=np.full(B, cap, np.int64),
+    return Tables(code=code, n_texts=B, ends=np.array([len(t) for t in texts], np.int64), caps=np.full(B, cap, np.int64),
                    noise=torch.stack([_noise(seed, b, cap) for b in range(B)]).numpy(),
                    bias=np.full(B, 2.0, np.float32), prefix=0, options=SamplingOptions(),
                    out_steps=np.zeros((B, cap, 3), np.float32), phi_all=np.zeros((B, cap, U + 1), np.float32),
@@ -45,30 +48,34 @@ def _tables(hw, texts, cap=160, seed=0):
 
 
 def _copy(tb):
-    return _Tables(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(tb).items()})
+    return Tables(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(tb).items()})
 
 
 def test_native_step_equals_the_torch_step(hw, lib):
     """From the same state, one step each: the same window, cell states, draws and stop
-    decisions, to rounding (exp's last bits, and the bfloat16 rounding of h that they can tip),
+    decisions (the C's fused stop rule against ``sampling.stop_rule`` on the PyTorch step's
+    results), to rounding (exp's last bits, and the bfloat16 rounding of h that they can tip),
     at every step of lines being written, also after a row has left the batch."""
     texts = ["the window walks on", "a second line", "ab"]
     model, weights = hw.model, hw.model.step_weights(torch.bfloat16)
     onehot = model.onehot(torch.from_numpy(_tables(hw, texts).code))
     x = torch.zeros(len(texts), 3)
     x[:, 2] = 1.0
-    ref = _TorchStep(model, weights, model.initial_state(len(texts)), onehot, x, _tables(hw, texts))
+    ref = TorchStep(model, weights, model.initial_state(len(texts)), onehot, x, _tables(hw, texts))
     H, A3, L = model.config.hidden, 3 + model.config.alphabet_size, model.config.layers
     worst = {"phi": 0.0, "c": 0.0, "kappa": 0.0, "xy": 0.0}
     stops = 0
     for t in range(120):
         if t == 50:   # a row leaves the batch
             ref.select(np.array([True, False, True]))
-        fast = native.NativeStep(lib, model, weights, ref.state, ref.x, _copy(ref.tb))
+        fast = native.NativeStep(lib, model, weights, ref.state, ref.x, _copy(ref.tb), WINDOW_EXP_FLOOR)
         fast.rows = ref.rows.copy()
         fast._point()
-        n_fast, n_ref = fast(t), ref(t)
+        n_fast = fast(t)
+        ref(t)
         rows = ref.rows
+        assert ref.stop is None   # the PyTorch step leaves the stop rule to the policy
+        ref_stop = stop_rule(ref.tb, rows, t, ref.progress)
         worst["phi"] = max(worst["phi"], np.abs(fast.tb.phi_all[rows, t] - ref.tb.phi_all[rows, t]).max())
         worst["xy"] = max(worst["xy"], np.abs(fast.tb.out_steps[rows, t, :2] - ref.tb.out_steps[rows, t, :2]).max())
         worst["c"] = max(worst["c"], max((fast.c[i] - ref.state.c[i]).abs().max().item() for i in range(L)))
@@ -76,9 +83,9 @@ def test_native_step_equals_the_torch_step(hw, lib):
         np.testing.assert_array_equal(fast.tb.out_steps[rows, t, 2], ref.tb.out_steps[rows, t, 2])
         np.testing.assert_array_equal(fast.tb.passed, ref.tb.passed)
         np.testing.assert_array_equal(fast.progress, ref.progress)
-        np.testing.assert_array_equal(fast.stop, ref.stop)
-        assert n_fast == n_ref
-        stops += n_ref
+        np.testing.assert_array_equal(fast.stop, ref_stop)
+        assert n_fast == ref_stop.sum()
+        stops += int(ref_stop.sum())
         # the layer inputs hold what the torch state holds: x, w and h per layer
         np.testing.assert_allclose(fast.z[0][:, :3].float(), ref.x.to(torch.bfloat16).float(), atol=8e-3)
         np.testing.assert_allclose(fast.z[1][:, 3:A3].float(), ref.state.w.float(), atol=1e-2)
@@ -130,7 +137,7 @@ def test_without_a_compiler_sampling_runs_in_torch(hw, monkeypatch, tmp_path):
 def _layer1_run(hw, lib, forced, blend, T=40, B=3, seed=0):
     """Layer 1 + window of the shipped network through _Layer1Window (float32, bfloat16
     matmuls, as training runs it): outputs and gradients for a fixed random loss."""
-    from handsynth.model import _Layer1Window
+    from handsynth.models.graves.kernel import _Layer1Window
     m, g = hw.model, torch.Generator().manual_seed(seed)
     text = torch.from_numpy(np.stack([hw.alphabet.encode(t.ljust(14)[:14]) for t in
                                       ["a line of text", "another", "short"][:B]]))

@@ -7,8 +7,9 @@ import torch
 from handsynth.cli import main
 from handsynth.data.corpus import load_corpus
 from handsynth.errors import HandsynthError
-from handsynth.recognizer import (Recognizer, RecognizerConfig, cer, edit_distance, features, greedy_decode,
-                                  load_recognizer, recognize, train_recognizer)
+from handsynth.loop import lr_at
+from handsynth.recognizer import (Recognizer, RecognizerConfig, RecognizerTrainConfig, cer, edit_distance, features,
+                                  greedy_decode, load_recognizer, recognize, train_recognizer)
 
 STEPS, LR = 300, 0.02  # enough for the tiny network to leave CTC's all-blank plateau (about 8 s)
 
@@ -31,6 +32,14 @@ def _untrained(corpus):
     alphabet = corpus.alphabet()
     mean, std = corpus.offset_stats()
     return Recognizer(RecognizerConfig.preset("tiny", alphabet.size), alphabet, mean, std)
+
+
+def test_schedule_warms_up_for_at_most_a_fifth():
+    tc = RecognizerTrainConfig()
+    assert (tc.lr, tc.max_steps, tc.clip, tc.max_len, tc.warmup_steps()) == (2e-3, 12000, 5.0, 1000, 200)
+    short = RecognizerTrainConfig(max_steps=100)
+    assert short.warmup_steps() == 20
+    assert lr_at(19, short) == pytest.approx(2e-3) and lr_at(0, short) == pytest.approx(1e-4)
 
 
 # character error rate -------------------------------------------------------------------------
@@ -155,6 +164,15 @@ def test_resume_continues_bit_exactly(corpus, tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [h["step"] for h in json.loads(b["history"])] == [3, 4, 6, 8]
+    shipped = [torch.load(d / "recognizer.pt", weights_only=True) for d in (tmp_path / "a", tmp_path / "b")]
+    assert shipped[0]["step"] == shipped[1]["step"] and shipped[0]["validation_cer"] == shipped[1]["validation_cer"]
+
+
+def test_checkpoint_holds_the_best_score_it_exported(trained):
+    out, history = trained
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    shipped = torch.load(out / "recognizer.pt", weights_only=True)
+    assert ck["best"] == shipped["validation_cer"] == pytest.approx(history[-1]["validation_cer"], abs=1e-4)
 
 
 def test_cli_trains_and_reports_errors_on_one_line(tiny_iam, tmp_path, capsys):

@@ -17,7 +17,7 @@ from PIL import Image
 import handsynth
 from handsynth.server import create_app
 from live_server import LiveServer
-from handsynth.server.app import MAX_BODY_BYTES, MAX_SAMPLE_POINTS, MAX_TEXT_CHARS
+from handsynth.server.app import MAX_BODY_BYTES, MAX_SAMPLE_POINTS, MAX_REQUEST_CHARS
 
 
 def style_sample(text: str = "hello there", n_strokes: int = 6, per_stroke: int = 24) -> dict:
@@ -78,7 +78,7 @@ def test_page_docs_and_info(client):
     assert {"/v1/write", "/v1/styles", "/healthz"} <= set(spec["paths"])
     assert client.get("/docs").status_code == 200
     info = client.get("/v1/info").json()
-    assert info["limits"]["max_text_chars"] == MAX_TEXT_CHARS
+    assert info["limits"]["max_text_chars"] == MAX_REQUEST_CHARS
     assert info["limits"]["max_sample_points"] == MAX_SAMPLE_POINTS
     assert info["prompts"] and all(8 <= len(p) <= 120 for p in info["prompts"])
 
@@ -158,7 +158,7 @@ def _many_points(n: int) -> dict:
 BAD = [
     ({"text": ""}, "empty text"),
     ({"text": "   \n "}, "empty text"),
-    ({"text": "x" * (MAX_TEXT_CHARS + 1)}, f"limit is {MAX_TEXT_CHARS}"),
+    ({"text": "x" * (MAX_REQUEST_CHARS + 1)}, f"limit is {MAX_REQUEST_CHARS}"),
     ({"text": "h\u00e9llo \u4e2d"}, "cannot write these characters"),
     ({"bias": 10.5}, "bias"),
     ({"bias": -1}, "bias"),
@@ -283,24 +283,26 @@ def test_busy_503_then_recovers(hw):
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
 
 
-class SlowModel:
-    """The real network, but each sampling step takes ``delay`` seconds longer while ``slow`` is set."""
+class SlowHandwriter(handsynth.Handwriter):
+    """The real model, but each pen step takes ``delay`` seconds longer while ``slow`` is set
+    (through ``write``'s per-pen-step ``check``, which the server passes its time limit in)."""
 
-    def __init__(self, model, delay: float):
-        self.model, self.delay, self.slow = model, delay, threading.Event()
+    def __init__(self, hw, delay: float):
+        super().__init__(hw.model, hw.alphabet, hw.mean, hw.std, hw.path)
+        self.delay, self.slow = delay, threading.Event()
         self.slow.set()
 
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def step_check(self):   # the sampler calls it before every pen step
-        if self.slow.is_set():
-            time.sleep(self.delay)
+    def write(self, *args, check=None, **kwargs):
+        def slow_check():
+            if self.slow.is_set():
+                time.sleep(self.delay)
+            if check is not None:
+                check()
+        return super().write(*args, check=slow_check, **kwargs)
 
 
 def test_time_limit_504_then_recovers(hw):
-    slow = SlowModel(hw.model, delay=0.2)  # a primed line takes 60+ steps: over 12 s
-    slow_hw = handsynth.Handwriter(slow, hw.alphabet, hw.mean, hw.std, hw.path)
+    slow = slow_hw = SlowHandwriter(hw, delay=0.2)  # a primed line takes 60+ steps: over 12 s
     with LiveServer(create_app(slow_hw, max_concurrent=1, queue_size=2, timeout_s=3)) as s, \
             httpx.Client(base_url=s.url, timeout=60) as c:
         t0 = time.monotonic()
@@ -317,8 +319,7 @@ def test_time_limit_504_then_recovers(hw):
 
 
 def test_client_going_away_frees_the_worker(hw):
-    slow = SlowModel(hw.model, delay=0.2)
-    slow_hw = handsynth.Handwriter(slow, hw.alphabet, hw.mean, hw.std, hw.path)
+    slow = slow_hw = SlowHandwriter(hw, delay=0.2)
     with LiveServer(create_app(slow_hw, max_concurrent=1, queue_size=0, timeout_s=60, warm_previews=False)) as s, \
             httpx.Client(base_url=s.url, timeout=10) as c:
         with pytest.raises(httpx.ReadTimeout):

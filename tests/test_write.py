@@ -219,7 +219,7 @@ def _line(text, dx_per_char):
 
 
 def test_stalled_or_stretched_words_are_detected():
-    from handsynth import plausible, word_widths
+    from handsynth.sampling import plausible, word_widths
     good = _line("ab cd ef", [0.9] * 8)
     assert plausible(good)
     assert [w for w, _ in word_widths(good)] == ["ab", "cd", "ef"]
@@ -322,3 +322,11 @@ def test_stray_marks_after_the_text_are_trimmed():
     # a stroke written wholly past the text goes
     off, phi = line([word, (3, 0.0, 2), (10, -0.05, 3)])
     assert _trim_run_on(off, phi) == 23
+
+
+def test_a_wide_page_wraps_at_the_line_limit(hw):
+    """A page wider than MAX_LINE_CHARS characters still writes: lines wrap at the limit."""
+    from handsynth.sampling import MAX_LINE_CHARS
+    d = hw.write("word " * 40, width=6000, seed=1)
+    assert len(d.lines) == 2 and all(len(line.text) <= MAX_LINE_CHARS for line in d.lines)
+    assert sum(len(line.text.split()) for line in d.lines) == 40

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..alphabet import Alphabet
+from ..checkpoint import atomic_target
 from ..errors import HandsynthError
-from ..strokes import Normalization, normalize_line
+from ..strokes import Normalization, normalize_line, standardize
 from .iam import iter_iam, locate, source_signature
 from .samples import Sample, load_samples
 
@@ -76,13 +77,12 @@ class Corpus:
     # cache -----------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         lengths = np.array([len(o) for o in self.offsets], np.int64)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, offsets=np.concatenate(self.offsets) if self.offsets else np.zeros((0, 3), np.float32),
-                 lengths=lengths, texts=np.array(self.texts, dtype=str), line_ids=np.array(self.line_ids, dtype=str),
-                 form_ids=np.array(self.form_ids, dtype=str), split=self.split.astype(np.int8),
-                 meta=np.array(json.dumps({"norm": dataclasses.asdict(self.norm), "dropped": dict(self.dropped),
-                                           "raw_points": self.raw_points})))
-        os.replace(tmp, path)
+        with atomic_target(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, offsets=np.concatenate(self.offsets) if self.offsets else np.zeros((0, 3), np.float32),
+                     lengths=lengths, texts=np.array(self.texts, dtype=str), line_ids=np.array(self.line_ids, dtype=str),
+                     form_ids=np.array(self.form_ids, dtype=str), split=self.split.astype(np.int8),
+                     meta=np.array(json.dumps({"norm": dataclasses.asdict(self.norm), "dropped": dict(self.dropped),
+                                               "raw_points": self.raw_points})))
 
     @classmethod
     def load(cls, path: Path) -> "Corpus":
@@ -216,12 +216,6 @@ class Batch:
     mask: torch.Tensor       # (B, T) 1 where a real step
     text: torch.Tensor       # (B, U) character codes, 0 = padding
     text_mask: torch.Tensor  # (B, U)
-
-
-def standardize(off: np.ndarray, mean, std) -> np.ndarray:
-    out = off.astype(np.float32, copy=True)
-    out[:, :2] = (out[:, :2] - mean) / std
-    return out
 
 
 def make_batch(offsets: list, texts: list, alphabet: Alphabet, mean, std) -> Batch:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import write_atomic
 from ..errors import HandsynthError
 
 MAX_POINTS = 20000
@@ -97,4 +98,4 @@ def load_samples(path: str | os.PathLike) -> list[Sample]:
 
 def save_samples(samples: list[Sample], path: str | os.PathLike) -> None:
     doc = samples[0].to_json() if len(samples) == 1 else {"samples": [s.to_json() for s in samples]}
-    Path(path).write_text(json.dumps(doc), encoding="utf-8")
+    write_atomic(path, json.dumps(doc).encode("utf-8"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -45,14 +44,14 @@ STATIC = Path(__file__).with_name("static")
 
 # Documented input limits (docs/server.md). The text limit and the three size limits can be
 # changed with create_app(); the value ranges are fixed.
-MAX_TEXT_CHARS = 1000            # characters of text per request (the Python API allows 3000)
+MAX_REQUEST_CHARS = 1000         # characters of text per request (one write() call allows MAX_WRITE_CHARS)
 MAX_BODY_BYTES = 256 * 1024      # bytes of request body
 MAX_SAMPLE_POINTS = 6000         # points in a handwriting sample (style_sample)
 MIN_WIDTH, MAX_WIDTH = 300, 2400  # page width in pixels
 MAX_SEED = 2**31 - 1
 MAX_STYLE_ID = 64
 CACHE_SIZE = 32                  # generated drawings kept, so another format of the same request is cheap
-DPI = 150
+DPI = Ink.dpi
 
 PROMPTS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -88,17 +87,17 @@ class WriteRequest(BaseModel):
         "examples": [{"text": "Dear Ada,\nthank you!", "bias": 1.0, "seed": 1, "format": "png"}]})
 
     text: str = Field(..., description=f"the text; line breaks and paragraphs are kept; at most "
-                                        f"{MAX_TEXT_CHARS} characters (server setting)")
+                                        f"{MAX_REQUEST_CHARS} characters (server setting)")
     style: str | None = Field(None, max_length=MAX_STYLE_ID, description="a built-in style id or name (GET /v1/styles)")
     style_sample: StyleSample | None = Field(None, description="your own handwriting as the style")
     bias: float = Field(SamplingOptions.bias, ge=0.0, le=10.0, description="legibility: 0 wild ... 10 very neat")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed gives the same drawing")
+    seed: int = Field(SamplingOptions.seed, ge=0, le=MAX_SEED, description="the same seed gives the same drawing")
     format: Literal["png", "svg", "pdf"] = "png"
-    stroke_width: float = Field(2.2, ge=0.5, le=20.0, description="pen width in pixels")
-    color: str = Field("#1b1f3b", pattern=COLOR_PATTERN, description="ink colour: #rgb, #rrggbb or a colour name")
-    background: str | None = Field("white", pattern=COLOR_PATTERN, description="page colour; null: transparent")
-    align: Literal["left", "center", "right"] = "left"
-    width: int = Field(1200, ge=MIN_WIDTH, le=MAX_WIDTH, description="page width in pixels")
+    stroke_width: float = Field(Ink.stroke_width, ge=0.5, le=20.0, description="pen width in pixels")
+    color: str = Field(Ink.color, pattern=COLOR_PATTERN, description="ink colour: #rgb, #rrggbb or a colour name")
+    background: str | None = Field(Ink.background, pattern=COLOR_PATTERN, description="page colour; null: transparent")
+    align: Literal["left", "center", "right"] = PageOptions.align
+    width: int = Field(PageOptions.width, ge=MIN_WIDTH, le=MAX_WIDTH, description="page width in pixels")
     page: int = Field(1, ge=1, le=1000, description="which page (PNG and SVG hold one page; PDF holds all)")
     skip_unknown: bool = Field(False, description="drop characters the model cannot write instead of refusing")
 
@@ -149,29 +148,6 @@ class Job:
             raise Cancelled()
 
 
-_current = threading.local()
-
-
-class _CancellableModel:
-    """Wraps the network so that every sampling step first checks the running job's time limit:
-    a timed-out request stops within one step instead of writing its text to the end."""
-
-    def __init__(self, model):
-        self._model = model
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def step_check(self):
-        """Called by the sampler before every pen step (then the wrapped model's own check, if any)."""
-        job = getattr(_current, "job", None)
-        if job is not None:
-            job.check()
-        inner = getattr(self._model, "step_check", None)
-        if inner is not None:
-            inner()
-
-
 class WorkerPool:
     """``max_concurrent`` worker threads and ``queue_size`` waiting places. A place is held until
     the worker really finishes (not when the HTTP request gives up), so the bound is honest."""
@@ -203,12 +179,10 @@ class WorkerPool:
         def run():
             with self._lock:
                 self.running += 1
-            _current.job = job
             try:
                 job.check()
                 return fn()
             finally:
-                _current.job = None
                 with self._lock:
                     self.running -= 1
                     self.admitted -= 1
@@ -389,15 +363,13 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, queue_size: int = 8,
-               timeout_s: float = 60.0, max_text_chars: int = MAX_TEXT_CHARS,
+               timeout_s: float = 60.0, max_text_chars: int = MAX_REQUEST_CHARS,
                max_body_bytes: int = MAX_BODY_BYTES, max_sample_points: int = MAX_SAMPLE_POINTS,
                warm_previews: bool = True) -> FastAPI:
     """The ASGI app. ``handwriter``: a loaded model (default: ``handsynth.load_model()``), shared
     by every request. ``max_concurrent`` requests are written at once, ``queue_size`` more wait;
     ``timeout_s`` is each request's time limit, waiting included."""
     hw = handwriter if handwriter is not None else load_model()
-    if dataclasses.is_dataclass(hw) and hasattr(hw, "model") and not isinstance(hw.model, _CancellableModel):
-        hw = dataclasses.replace(hw, model=_CancellableModel(hw.model))
     pool = WorkerPool(max_concurrent, queue_size)
     cache = DrawingCache(CACHE_SIZE)
 
@@ -482,15 +454,15 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
 
     # -- the work done in a worker thread
 
-    def produce(p: _Prepared) -> tuple[bytes, int]:
+    def produce(p: _Prepared, job: Job) -> tuple[bytes, int]:
         r = p.req
         drawing = cache.get(p.key)
-        if drawing is None:
+        if drawing is None:   # job.check at every pen step: a timed-out request stops within one step
             drawing = hw.write(p.text, style=p.style, bias=r.bias, seed=r.seed, width=r.width, align=r.align,
                                stroke_width=r.stroke_width, color=r.color, background=r.background, dpi=DPI,
-                               skip_unknown=r.skip_unknown)
+                               skip_unknown=r.skip_unknown, check=job.check)
             cache.put(p.key, drawing)
-        _current.job.check()
+        job.check()
         n_pages = len(drawing.pages)
         if r.format != "pdf" and r.page > n_pages:
             raise HandsynthError(f"page {r.page} does not exist: the drawing has {n_pages} page(s)")
@@ -506,7 +478,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
 
     async def run_job(request: Request, fn, started: float):
         job = Job(deadline=started + timeout_s)
-        fut = pool.submit(fn, job)
+        fut = pool.submit(lambda: fn(job), job)
         if fut is None:
             return _json_error(503, f"the server is busy ({pool.running} requests being written, "
                                     f"{pool.waiting} waiting); try again in a few seconds",
@@ -541,7 +513,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
         ``X-Handsynth-Pages`` says how many pages the drawing has (``page`` picks one for PNG/SVG)."""
         started = time.monotonic()
         p = prepare(req)
-        result = await run_job(request, lambda: produce(p), started)
+        result = await run_job(request, lambda job: produce(p, job), started)
         if isinstance(result, Response):
             return result
         data, n_pages = result

@@ -2,11 +2,13 @@
  * window, the mixture draw and the stop rule, for a batch of lines; for training, layer 1 and the
  * window, forward and backward (at the end of this file).
  *
- * handsynth/native.py compiles this file once per machine (cc -O3 -march=native) and calls it
+ * handsynth/models/graves/native.py compiles this file once per machine (cc -O3 -march=native) and calls it
  * through ctypes; the matmuls stay in PyTorch (oneDNN). Without a C compiler the sampler runs
- * the same step as PyTorch and numpy operations (Synthesizer.step + sample_mixture), which is
- * also what the tests compare this file against. The arithmetic is the same; only the rounding
- * of exp differs (the polynomial below is within 2 ulp).
+ * the same step as PyTorch and numpy operations (network.TorchStep: Synthesizer.step +
+ * sample_mixture) with the stop rule of sampling.stop_rule, which is also what the tests compare
+ * this file against. The stop rule below is a fused copy of sampling.stop_rule: change both.
+ * The arithmetic is the same; only the rounding of exp differs (the polynomial below is within
+ * 2 ulp).
  *
  * Layout, for B rows (lines being written), hidden size H, alphabet A, L layers:
  *   z[0]  (B, 3 + A + H)       bfloat16  [x, w, h_0]             input of layer 0's matmul
@@ -266,7 +268,7 @@ void hs_cell(Ctx *s, int layer, const uint16_t *g) {
 
 /* The mixture draw from the head's output (B, 1 + 6M) bfloat16 for pen step t, as
  * sample_mixture: then the pen offsets are fed back (x into every layer's input), recorded with
- * phi, and the stop rule applied (see sampling.py). Returns the number of rows that stop. */
+ * phi, and the stop rule applied (a fused copy of sampling.stop_rule). Returns the number of rows that stop. */
 int hs_sample(Ctx *s, const uint16_t *out, int t) {
     const int M = s->M, U = s->U, A3 = 3 + s->A, H = s->H, L = s->L, n_out = 1 + 6 * M;
     float pi[256], cdf[256];
@@ -325,7 +327,7 @@ int hs_sample(Ctx *s, const uint16_t *out, int t) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Training: layer 0 and the window stepped through T pen steps (model._Layer1Window), the work
+ * Training: layer 0 and the window stepped through T pen steps (kernel._Layer1Window), the work
  * between each step's matmul, forward and backward. Buffers as in _Layer1Window (time-major):
  *   Z (T + 1, B, A3 + H + 1) bfloat16, Z[t] = [x_t, w_{t-1}, h_{t-1}, 1]
  *   acts (T, B, 4H) = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)], Cs, TCs, Hs (T, B, H),

@@ -5,13 +5,13 @@ A pen step of sampling is four small matmuls and about fifty tiny tensor operati
 5-20 us from Python, together twice the matmuls. Here they are a handful of C loops: the
 matmuls stay in PyTorch (oneDNN, bfloat16 weights prepacked by ``StepLinear``), and everything
 between them is one C call per layer (``NativeStep``). Training's layer 1 and window
-(``model._Layer1Window``) likewise: one C call per pen step forward and one backward
+(``kernel._Layer1Window``) likewise: one C call per pen step forward and one backward
 (``TrainStep``).
 
 The C file is compiled once per machine with the system's C compiler (``cc -O3 -march=native``)
 into ``~/.cache/handsynth`` (``$XDG_CACHE_HOME``), keyed by the source, the compiler and the CPU.
 Where there is no compiler, or with ``HANDSYNTH_NATIVE=0``, sampling runs the same step in
-PyTorch and numpy (``Synthesizer.step`` and ``sample_mixture``), the reference the tests compare
+PyTorch and numpy (``network.TorchStep``), the reference the tests compare
 this against. ``native.status()`` says which one runs and why.
 """
 from __future__ import annotations
@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ...checkpoint import atomic_target
+from ...errors import HandsynthError
 
 SOURCE = Path(__file__).with_name("native_step.c")
 MAX_LAYERS = 8
@@ -72,20 +75,15 @@ def _build(flags: tuple = ()) -> ctypes.CDLL:
         except OSError:   # no writable cache: a private temporary one
             target = Path(tempfile.gettempdir()) / f"handsynth-{os.getuid()}" / target.name
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
+        # atomic: a concurrent build never loads a half-written file
+        with atomic_target(target) as tmp:
             for arch in (["-march=native"], []):   # a compiler without -march=native: generic code
-                r = subprocess.run([cc, "-O3", *arch, *flags, "-std=c11", "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"],
+                r = subprocess.run([cc, "-O3", *arch, *flags, "-std=c11", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-lm"],
                                    capture_output=True, text=True, timeout=120)
                 if r.returncode == 0:
                     break
             else:
                 raise RuntimeError(f"{cc} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-            os.replace(tmp, target)   # atomic: a concurrent build never loads a half-written file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     lib = ctypes.CDLL(str(target))
     lib.hs_layer0.argtypes = [_P, _P]
     lib.hs_cell.argtypes = [_P, ctypes.c_int, _P]
@@ -105,7 +103,7 @@ def library() -> ctypes.CDLL | None:
         else:
             try:
                 _state["lib"], _state["why"] = _build(), "compiled"
-            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            except (OSError, RuntimeError, subprocess.SubprocessError, HandsynthError) as e:
                 _state["lib"], _state["why"] = None, f"not available: {e}"
     return _state["lib"]
 
@@ -136,14 +134,13 @@ def _padded_window(W_win: torch.Tensor, b_win: torch.Tensor):
 
 class NativeStep:
     """The sampling step for a batch of rows with the compiled glue: same interface as
-    ``sampling._TorchStep`` (call with the pen step t: returns how many rows stop; ``stop`` and
+    ``network.TorchStep`` (a ``models.Stepper``; ``stop``, the fused stop rule, and
     ``progress`` per row; ``select(keep)`` drops rows)."""
 
-    def __init__(self, lib, model, weights: dict, state, x: torch.Tensor, tables):
-        from .model import WINDOW_EXP_FLOOR   # here: model imports this module
+    def __init__(self, lib, model, weights: dict, state, x: torch.Tensor, tables, exp_floor: float):
         cfg = model.config
         H, A, L, dt = cfg.hidden, cfg.alphabet_size, cfg.layers, torch.bfloat16
-        A3, B = 3 + A, x.shape[0]
+        B = x.shape[0]
         self.lib, self.tb, self.linears, self.head = lib, tables, weights["layers"], weights["head"]
         self.z = [torch.cat([x, state.w, state.h[0]], 1).to(dt).contiguous()]
         self.z += [torch.cat([x, state.w, state.h[i - 1], state.h[i]], 1).to(dt).contiguous() for i in range(1, L)]
@@ -159,7 +156,7 @@ class NativeStep:
         o = tables.options
         self.ctx = _Ctx(B=B, H=H, A=A, K=cfg.window_k, KP=KP, M=cfg.mixtures, U=tables.code.shape[1], L=L,
                         cap=tables.out_steps.shape[1], prefix=tables.prefix, finish_stroke=int(o.finish_stroke),
-                        steps_per_char=o.steps_per_char, kappa_scale=cfg.kappa_scale, exp_floor=WINDOW_EXP_FLOOR)
+                        steps_per_char=o.steps_per_char, kappa_scale=cfg.kappa_scale, exp_floor=exp_floor)
         for name in ("code", "noise", "bias", "ends", "caps", "out_steps", "phi_all", "passed"):
             arr = getattr(tables, name)
             assert arr.flags.c_contiguous and arr.dtype == {"code": np.int64, "ends": np.int64, "caps": np.int64,

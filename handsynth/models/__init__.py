@@ -1,0 +1,68 @@
+"""Model families: what a handwriting synthesis network must provide.
+
+One folder per family (``graves/``: the Graves 2013 LSTM with its attention window); each
+exports its network class as ``Model``, a ``SynthesisModel``. Training (``loop.py``,
+``train.py``), sampling (``sampling.py``) and evaluation (``evaluate.py``) use a network only
+through this interface, so a new family needs no changes outside its folder. The registry that
+finds a family by the ``arch`` name its files carry is ``handsynth.checkpoint``.
+
+The contract:
+- ``Config``: a frozen dataclass with ``preset(name, alphabet_size)``, ``to_dict()`` and
+  ``from_dict(d)``; the network is built as ``Model(config)``.
+- ``loss(batch, warmup) -> (nll_sum, count)``: the summed negative log-likelihood of a
+  ``data.corpus.Batch`` (standardised pen offsets and character codes) and the number of pen
+  steps it covers. ``warmup`` in [0, 1] is the share of the training's warm-up still ahead (1
+  at the first step, 0 once it is over): a family may use it (the LSTM guides its window) or
+  ignore it. The training loop runs it under bfloat16 autocast when asked.
+- ``start(tables, primer) -> Stepper``: a batch of lines ready to write, one row per line;
+  ``tables`` (``sampling.Tables``) holds each row's text codes, random numbers, step caps and
+  the arrays the stepper records into; ``primer`` is None or a style sample's standardised
+  offsets (its text is already the first ``tables.prefix`` characters of every row).
+- the ``Stepper`` it returns advances its live rows one pen step per call (below).
+
+Alignment: a stepper records, per pen step, weights over the row's text positions plus one
+"after the end" position (``tables.phi_all``), and sets ``tables.passed`` once the row has
+written its last character. The LSTM's are its attention window (Graves' stop rule: the weight
+after the end outweighs every character's). A family whose attention is not monotone (a
+transformer's cross-attention) records its attention as the alignment but signals the end
+itself, e.g. with an end token, and records "after the end" (weight 1 on the last position)
+from then on: the policy's narrowing uses ``progress`` and its trimming and word widths use the
+alignment's argmax, so both keep working.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+from torch import nn
+
+
+class Stepper(Protocol):
+    """A batch of lines being written. Rows keep their place in the tables when others leave."""
+
+    rows: np.ndarray       # (live,) the live rows' places in the tables
+    progress: np.ndarray   # (live,) the text position (past the primer's text) each row is writing
+    stop: np.ndarray | None  # (live,) bool, set by a family that runs a fused copy of the stop rule
+
+    def __call__(self, t: int) -> None:
+        """Write pen step ``t`` of every live row: record the offset (standardised) in
+        ``tables.out_steps[rows, t]`` and the alignment in ``tables.phi_all[rows, t]``, set
+        ``tables.passed[rows]`` for rows past their text, update ``progress``. A stepper with a
+        fused copy of ``sampling.stop_rule`` (the LSTM's compiled step) also sets ``stop``;
+        otherwise ``stop`` is None and the sampler applies the rule."""
+
+    def select(self, keep: np.ndarray) -> None:
+        """Keep only the live rows where ``keep`` (a bool mask over the live rows) is true."""
+
+
+class SynthesisModel(nn.Module):
+    """A handwriting synthesis network (see the module docstring for the contract)."""
+
+    arch: ClassVar[str]     # the family's name in model files
+    Config: ClassVar[type]  # its frozen config dataclass
+
+    def loss(self, batch, warmup: float = 0.0):
+        raise NotImplementedError
+
+    def start(self, tables, primer: np.ndarray | None) -> Stepper:
+        raise NotImplementedError

@@ -1,0 +1,101 @@
+"""The training loop with a toy task (a one-weight network fitting y = 2x): the loop needs nothing
+of handwriting, and its schedule, resume, non-finite skipping and evaluation hooks hold for any task."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from handsynth import checkpoint
+from handsynth.errors import HandsynthError
+from handsynth.loop import Loop, LoopConfig, lr_at
+
+
+class Toy:
+    name = "toy"
+    drop_last = False
+
+    def __init__(self, bad_calls=()):
+        torch.manual_seed(0)
+        self.model = nn.Linear(1, 1)
+        self.model.config = type("C", (), {"to_dict": lambda self: {}})()
+        self.lines = np.arange(40)
+        self.lengths = np.ones(40)
+        self.bad_calls, self.calls, self.lrs, self.loop = set(bad_calls), 0, {}, None
+
+    def loss(self, model, idx, step, tc):
+        self.lrs[step] = self.loop.opt.param_groups[0]["lr"]
+        x = torch.from_numpy(idx.astype(np.float32))[:, None] / 40
+        loss = ((model(x) - 2 * x) ** 2).mean()
+        self.calls += 1
+        return (loss * float("nan") if self.calls in self.bad_calls else loss), len(idx)
+
+    def evaluate(self, loop):
+        return {"weight": self.model.weight.item()}
+
+    def state(self):
+        return {"config": {}, "alphabet": ""}
+
+    def read(self, path):
+        return checkpoint.read_training(path, "", {}, self.name)
+
+    def restore(self, ck):
+        pass
+
+    def exports(self, out, metrics):
+        return True
+
+    def export(self, ckpt, out, metrics):
+        checkpoint.export(ckpt, out / "toy.pt", keys=("step",))
+
+
+def _loop(out, task=None, **kw):
+    task = task or Toy()
+    tc = LoopConfig(**{"batch_size": 8, "lr": 0.1, "lr_warmup": 3, "max_steps": 12, "eval_every": 5, **kw})
+    task.loop = Loop(task, tc, out, progress=False)
+    return task.loop
+
+
+def test_cosine_schedule():
+    tc = LoopConfig(lr=1e-3, lr_warmup=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, tc) == pytest.approx(1e-4)
+    assert lr_at(9, tc) == pytest.approx(1e-3)
+    assert lr_at(60, tc) == pytest.approx(0.55e-3)
+    assert lr_at(110, tc) == pytest.approx(1e-4)
+
+
+def test_toy_task_trains_evaluates_and_follows_the_schedule(tmp_path):
+    loop = _loop(tmp_path)
+    history = loop.run()
+    assert [h["step"] for h in history] == [5, 10, 12]
+    assert history[-1]["epoch"] == 2 and history[-1]["weight"] == pytest.approx(loop.model.weight.item(), abs=1e-4)
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    assert torch.load(tmp_path / "toy.pt", weights_only=True)["step"] == 12
+    assert loop.task.lrs == {s: lr_at(s, loop.tc) for s in range(12)}
+
+
+def test_resume_continues_bit_exactly_and_rebuilds_the_schedule(tmp_path):
+    straight = _loop(tmp_path / "a")
+    straight.run()
+    first = _loop(tmp_path / "b")
+    first.run(max_steps=7)  # stops between evaluations, in the cosine part
+    again = _loop(tmp_path / "b", lr=0.5)  # the checkpoint's config wins
+    again.resume(tmp_path / "b" / "checkpoint.pt")
+    assert again.step == 7 and again.tc.lr == 0.1
+    again.run()
+    assert again.task.lrs == {s: straight.task.lrs[s] for s in range(7, 12)}
+    assert torch.equal(straight.model.weight, again.model.weight)
+    assert [h["step"] for h in again.history] == [5, 7, 10, 12]
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
+    loop = _loop(tmp_path / "a", task=Toy(bad_calls={4}))
+    loop.run()
+    assert loop.step == 12 and loop.skipped == 1 and loop.history[-1]["skipped"] == 1
+    assert math.isfinite(loop.model.weight.item())
+    loop = _loop(tmp_path / "b", task=Toy(bad_calls=range(8, 100)), max_bad_steps=3)
+    with pytest.raises(HandsynthError, match=r"toy training diverged: 3 steps .*step 7\).*last good checkpoint"):
+        loop.run()
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 5
