@@ -28,6 +28,7 @@ from handsynth.data.corpus import Batch
 # (handsynth.models, handsynth.loop) even when PYTHONPATH points handsynth at an older tree
 NEW_LAYOUT = (Path(handsynth.__file__).parent / "loop.py").exists()
 if NEW_LAYOUT:
+    from handsynth.hardware import use_bf16
     from handsynth.loop import train_step as _loop_step
     from handsynth.models.graves import GravesConfig as ModelConfig
     from handsynth.models.graves import Synthesizer, log_likelihood
@@ -38,7 +39,7 @@ if NEW_LAYOUT:
         def loss():
             nll, count = model.loss(batch)
             return nll / count, count
-        return _loop_step(model, opt, loss, tc.clip, tc.bf16)
+        return _loop_step(model, opt, loss, tc.clip, use_bf16(tc.bf16))
 else:  # the layout before handsynth/loop.py and handsynth/models/
     from handsynth.model import ModelConfig, Synthesizer, log_likelihood
     from handsynth.train import TrainConfig

@@ -69,8 +69,8 @@ def _train(a) -> None:
     from .train import train
     train(iam=a.iam, samples=a.samples, out=a.out, config=a.config, resume=a.resume, max_steps=a.max_steps,
           max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every,
-          attention_warmup=a.attention_warmup, schedule_steps=a.schedule_steps, bf16=not a.no_bf16,
-          cache_dir=a.cache_dir, progress=not a.quiet)
+          attention_warmup=a.attention_warmup, schedule_steps=a.schedule_steps, bf16=False if a.no_bf16 else None,
+          cache_dir=a.cache_dir, progress=not a.quiet, arch=a.arch)
 
 
 def _corpus(a) -> None:
@@ -98,13 +98,26 @@ def _recognizer(a) -> None:
     from .recognizer import train_recognizer
     corpus = load_corpus(a.iam, cache_dir=a.cache_dir, progress=not a.quiet)
     train_recognizer(corpus, a.out, config=a.config, max_steps=a.max_steps, max_minutes=a.max_minutes,
-                     batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every, bf16=not a.no_bf16,
+                     batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every, bf16=False if a.no_bf16 else None,
                      resume=a.resume, schedule_steps=a.schedule_steps, progress=not a.quiet)
     if not a.quiet:
         print(Path(a.out) / "recognizer.pt")
 
 
+def _style_encoder(a) -> None:
+    from .data.corpus import load_corpus
+    from .style_encoder import train_style_encoder
+    corpus = load_corpus(a.iam, cache_dir=a.cache_dir, progress=not a.quiet)
+    train_style_encoder(corpus, a.out, config=a.config, max_steps=a.max_steps, max_minutes=a.max_minutes,
+                        forms=a.forms, lines_per_form=a.lines_per_form, lr=a.lr, seed=a.seed,
+                        eval_every=a.eval_every, temperature=a.temperature, bf16=a.bf16, resume=a.resume,
+                        schedule_steps=a.schedule_steps, progress=not a.quiet)
+    if not a.quiet:
+        print(Path(a.out) / "style_encoder.pt")
+
+
 def parser() -> argparse.ArgumentParser:
+    from .checkpoint import DEFAULT_ARCH, families
     from .recognizer import RecognizerTrainConfig as RTC
     from .train import TrainConfig as TC
 
@@ -155,14 +168,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     t.add_argument("--max-minutes", type=float, help="stop after this much wall time")
     t.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {TC.max_steps})")
-    t.add_argument("--config", choices=["full", "small", "tiny"], default="full")
+    t.add_argument("--arch", choices=families(), default=DEFAULT_ARCH, help=f"the model family (default {DEFAULT_ARCH})")
+    t.add_argument("--config", choices=["full", "small", "tiny"], default="full", help="the family's size preset")
     t.add_argument("--batch-size", type=int, default=TC.batch_size)
     t.add_argument("--lr", type=float, default=TC.lr)
     t.add_argument("--seed", type=int, default=TC.seed)
     t.add_argument("--eval-every", type=int, default=TC.eval_every)
     t.add_argument("--attention-warmup", type=int, default=TC.attention_warmup,
                    help=f"steps of guided attention (default {TC.attention_warmup}: off)")
-    t.add_argument("--no-bf16", action="store_true", help="train in float32")
+    t.add_argument("--no-bf16", action="store_true",
+                   help="train in float32 (the default where the CPU has no bfloat16 arithmetic)")
     t.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=_train)
@@ -198,10 +213,31 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=float, default=RTC.lr)
     r.add_argument("--seed", type=int, default=RTC.seed)
     r.add_argument("--eval-every", type=int, default=RTC.eval_every, help="steps between validation CER and checkpoint")
-    r.add_argument("--no-bf16", action="store_true", help="train in float32")
+    r.add_argument("--no-bf16", action="store_true",
+                   help="train in float32 (the default where the CPU has no bfloat16 arithmetic)")
     r.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=_recognizer)
+
+    from .style_encoder import StyleEncoderTrainConfig as STC
+    y = sub.add_parser("style-encoder", help="train the contrastive style encoder that judges style fidelity (writer retrieval)")
+    y.add_argument("--iam", required=True, help="IAM-OnDB folder (only its training forms are used)")
+    y.add_argument("--out", default="runs/style", help="folder for checkpoint.pt and style_encoder.pt")
+    y.add_argument("--config", choices=["full", "tiny"], default="full")
+    y.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    y.add_argument("--max-minutes", type=float, help="stop after this much wall time")
+    y.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {STC.max_steps})")
+    y.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    y.add_argument("--forms", type=int, default=STC.forms, help=f"forms per step (default {STC.forms})")
+    y.add_argument("--lines-per-form", type=int, default=STC.lines_per_form, help=f"lines of each form per step (default {STC.lines_per_form})")
+    y.add_argument("--temperature", type=float, default=STC.temperature, help="of the contrastive loss")
+    y.add_argument("--lr", type=float, default=STC.lr)
+    y.add_argument("--seed", type=int, default=STC.seed)
+    y.add_argument("--eval-every", type=int, default=STC.eval_every, help="steps between validation retrieval and checkpoint")
+    y.add_argument("--bf16", action="store_true", help="bfloat16 autocast (slower on CPUs without AMX)")
+    y.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
+    y.add_argument("-q", "--quiet", action="store_true")
+    y.set_defaults(func=_style_encoder)
     return p
 
 

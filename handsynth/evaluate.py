@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .checkpoint import write_atomic
+from .hardware import use_bf16
 from .layout import PageOptions, place, straighten
 from .render import Drawing, Ink
 from .sampling import SamplingOptions, sample_lines
@@ -207,7 +208,7 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     t0 = time.time()
     report: dict = {"model": str(hw.path), "bias": bias, "seed": seed, "texts": texts,
                     "sampling": {"bias": bias, "seed": seed, "steps_per_char": SamplingOptions.steps_per_char,
-                                 "finish_stroke": SamplingOptions.finish_stroke, "bf16": SamplingOptions.bf16,
+                                 "finish_stroke": SamplingOptions.finish_stroke, "bf16": use_bf16(SamplingOptions.bf16),
                                  "resampled_like_write": True},
                     "recognizer": str(rec_path) if rec_path else None}
     if iam is None:

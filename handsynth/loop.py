@@ -14,7 +14,8 @@ A *task* supplies what differs between networks (``SynthesisTask`` in ``train.py
 - ``lines``, ``lengths``: the corpus lines it trains on and their lengths (for bucketing);
   ``drop_last``: whether an epoch leaves out its short batch (unless no batch is full);
 - ``loss(model, idx, step, tc) -> (loss, pen_steps)``: the loss to minimise on the lines
-  ``idx`` (run under autocast when ``tc.bf16``) and how many pen steps it covered;
+  ``idx`` (run under bfloat16 autocast where ``hardware.use_bf16(tc.bf16)``) and how many pen
+  steps it covered;
 - ``evaluate(loop) -> dict``: the metrics recorded in the history (and any pictures);
 - ``state() -> dict``, ``read(path) -> dict``, ``restore(ckpt)``: its part of a checkpoint,
   reading a checkpoint to resume (checked against the run), and restoring its part;
@@ -42,6 +43,7 @@ from torch import nn
 from . import checkpoint
 from .data.corpus import bucket_batches
 from .errors import HandsynthError
+from .hardware import use_bf16
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -56,7 +58,8 @@ class LoopConfig:
     max_steps: int = 20000        # length of the schedule (training may stop earlier by time)
     clip: float = 10.0            # gradient norm clipping
     max_len: int = 700            # lines with more pen steps are left out, never truncated
-    bf16: bool = True             # bfloat16 autocast for the matmuls (losses in float32)
+    bf16: bool | None = None      # bfloat16 autocast for the matmuls (losses in float32); None: where
+                                  # the CPU has bfloat16 arithmetic (hardware.py), else float32
     seed: int = 0
     eval_every: int = 250         # steps between evaluation and checkpoint
     max_bad_steps: int = 20       # consecutive non-finite steps before the run stops
@@ -213,7 +216,7 @@ class Loop:
                 if max_minutes is not None and time.time() - t0 > max_minutes * 60:
                     break
                 step_loss = partial(objective, self.next_batch(), self.step, tc)
-                result = train_step(objective, self.opt, step_loss, tc.clip, tc.bf16)
+                result = train_step(objective, self.opt, step_loss, tc.clip, use_bf16(tc.bf16))
                 if result is None:
                     bad += 1
                     self.skipped += 1

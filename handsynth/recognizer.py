@@ -316,7 +316,7 @@ class RecognizerTask(CorpusTask):
 def train_recognizer(corpus, out_dir, config: str = "full", max_steps: int | None = None,
                      max_minutes: float | None = None, batch_size: int = RecognizerTrainConfig.batch_size,
                      lr: float = RecognizerTrainConfig.lr, seed: int = RecognizerTrainConfig.seed,
-                     eval_every: int = RecognizerTrainConfig.eval_every, bf16: bool = RecognizerTrainConfig.bf16,
+                     eval_every: int = RecognizerTrainConfig.eval_every, bf16: bool | None = RecognizerTrainConfig.bf16,
                      augment: bool = RecognizerTrainConfig.augment, resume=False,
                      schedule_steps: int | None = None, progress: bool = True) -> list[dict]:
     """Train the recogniser on ``corpus.indices("train")`` lines only. Writes ``out_dir/checkpoint.pt``

@@ -10,13 +10,14 @@ the tests compare the two step by step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from .alphabet import Alphabet
 from .errors import HandsynthError
+from .hardware import use_bf16
 from .layout import CHAR_WIDTH
 from .models import SynthesisModel
 from .strokes import standardize
@@ -34,7 +35,7 @@ class SamplingOptions:
     seed: int = 0
     steps_per_char: float = 24.0  # step cap: 40 + steps_per_char * len(text) (typical 11-15; over 22 is a scribble)
     finish_stroke: bool = True    # after the window passes the text, end the current stroke first
-    bf16: bool = True             # bfloat16 matmuls (as in training); False: float32 throughout
+    bf16: bool | None = None      # bfloat16 matmuls; None: where the CPU has bfloat16 arithmetic (hardware.py)
 
 
 @dataclass
@@ -98,6 +99,7 @@ def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: li
         if len(t) > MAX_LINE_CHARS:
             raise HandsynthError(f"a line of {len(t)} characters is longer than the limit of {MAX_LINE_CHARS}")
     model.eval()
+    options = replace(options, bf16=use_bf16(options.bf16))   # the family sees the dtype chosen
     n_texts, C = len(texts), max(1, int(candidates))
     base_seeds = line_seeds if line_seeds is not None else list(range(n_texts))
     texts = [t for _ in range(C) for t in texts]  # row r writes text r % n_texts

@@ -29,6 +29,7 @@ from . import checkpoint
 from .data.corpus import Batch, Corpus, make_batch
 from .errors import HandsynthError
 from .evaluate import training_snapshot, validation_nll
+from .hardware import use_bf16
 from .loop import CorpusTask, Loop, LoopConfig
 from .strokes import Normalization
 
@@ -71,7 +72,8 @@ class SynthesisTask(CorpusTask):
         return nll / count, count
 
     def evaluate(self, loop: Loop) -> dict:
-        nll = validation_nll(self.model, self.corpus, self.alphabet, self.mean, self.std, loop.tc.max_len, loop.tc.bf16)
+        nll = validation_nll(self.model, self.corpus, self.alphabet, self.mean, self.std, loop.tc.max_len,
+                             use_bf16(loop.tc.bf16))
         if loop.rank == 0:
             try:
                 training_snapshot(self.model, self.alphabet, self.mean, self.std, self.sample_text,

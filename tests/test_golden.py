@@ -41,13 +41,12 @@ def draw(hw, text, style, seed, bias, bf16) -> np.ndarray:
     from handsynth.layout import PageOptions, place
     from handsynth.sampling import SamplingOptions
 
-    if bf16:
-        strokes = hw.write(text, style=style, seed=seed, bias=bias).strokes
-    else:   # the float32 step, through the same candidate race and layout as write()
-        opts = SamplingOptions(bias=bias, seed=seed, bf16=False)
-        lines = hw.lines(text.split("\n"), style=style, options=opts, resample=True)
-        pages = place([ln.text for ln in lines], [ln.offsets for ln in lines], PageOptions())
-        strokes = [s for p in pages for s in p.strokes]
+    # as write() samples and places them (the same candidate race, seeds and layout), with the
+    # matmul dtype stated: write() picks it by CPU
+    opts = SamplingOptions(bias=bias, seed=seed, bf16=bf16)
+    lines = hw.lines(text.split("\n"), style=style, options=opts, resample=True)
+    pages = place([ln.text for ln in lines], [ln.offsets for ln in lines], PageOptions())
+    strokes = [s for p in pages for s in p.strokes]
     return np.concatenate([np.c_[s, np.full(len(s), i)] for i, s in enumerate(strokes)]).astype(np.float64)
 
 

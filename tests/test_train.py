@@ -12,6 +12,7 @@ from handsynth import checkpoint
 from handsynth.data.corpus import load_corpus
 from handsynth.errors import HandsynthError
 from handsynth.loop import lr_at
+from handsynth.hardware import use_bf16
 from handsynth.train import TrainConfig, trainer
 
 
@@ -22,7 +23,7 @@ def _trainer(corpus, out, **kw):
 
 
 def _loss(tr, batch) -> float:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tr.tc.bf16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(tr.tc.bf16)):
         nll, count = tr.model.loss(batch)
     return (nll / count).item()
 

@@ -176,6 +176,8 @@ def test_cli_style_file(tmp_path):
     (["hi", "-o", "{d}/a.png", "--color", "notacolour"], "is not a colour"),
     (["hi", "-o", "{d}/a.png", "--bias", "-1"], "bias -1.0 is out of range"),
     (["hi €", "-o", "{d}/a.png"], "cannot write these characters"),
+    (["hi", "-o", "{d}/a.png", "--model", "nope"], "not a shipped model name (known: lstm)"),
+    (["hi", "-o", "{d}/a.png", "--model", "{d}/bad.json"], "not a readable handsynth model file"),
 ])
 def test_cli_bad_input(tmp_path, args, msg):
     (tmp_path / "bad.json").write_text("{nope")
@@ -184,6 +186,13 @@ def test_cli_bad_input(tmp_path, args, msg):
     assert r.returncode == 2
     assert msg in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "a.png").exists() and not list(tmp_path.glob(".a.png*"))
+
+
+def test_cli_models_and_model_by_name(tmp_path):
+    r = run_cli("models")
+    assert r.returncode == 0 and r.stdout.split()[:2] == ["lstm", "graves"]
+    r = run_cli("write", "hi", "-o", str(tmp_path / "a.png"), "--model", "lstm", "--seed", "3")
+    assert r.returncode == 0 and (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_failed_write_keeps_existing_file(tmp_path):

@@ -30,6 +30,7 @@ import torch
 
 from ...checkpoint import atomic_target
 from ...errors import HandsynthError
+from ...hardware import cpu_flags
 
 SOURCE = Path(__file__).with_name("native_step.c")
 MAX_LAYERS = 8
@@ -50,14 +51,6 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "handsynth"
 
 
-def _cpu_key() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        return platform.processor()
-
-
 def _build(flags: tuple = ()) -> ctypes.CDLL:
     """Compile (or find in the cache) and load the library; ``flags`` are extra compiler flags
     (the tests build the generic C paths with ``-mno-avx512f``)."""
@@ -67,7 +60,7 @@ def _build(flags: tuple = ()) -> ctypes.CDLL:
         raise RuntimeError(f"no C compiler found ({name or 'cc, gcc or clang'})")
     st = os.stat(cc)
     key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, str(st.st_size), str(st.st_mtime_ns),
-                                    platform.machine(), _cpu_key(), *flags]).encode())
+                                    platform.machine(), cpu_flags(), *flags]).encode())
     target = _cache_dir() / f"native_step-{key.hexdigest()[:16]}.so"
     if not target.exists():
         try:
