@@ -3,7 +3,8 @@ characters per second, and the page's arithmetic lower bound measured in the sam
 multiply-adds the network needs for the page's pen steps, divided by the rate of a matmul of the
 same shapes (batch of 10 lines x the layer's weights) timed here. The bound is given for three
 matmuls: a plain float32 one, a plain bfloat16 one, and the kernel the sampler itself uses
-(bfloat16, weights prepacked by oneDNN), which is the fastest here and so the true bound.
+(``StepLinear`` in the dtype the sampler picks for this CPU: bfloat16 prepacked by oneDNN where
+the CPU has bfloat16 arithmetic, float32 elsewhere), the true bound.
 
     python benchmarks/write_page.py [--repeats 5] [--model PATH] [--threads N]
 """
@@ -43,6 +44,11 @@ def macs_per_step(cfg, U: int) -> int:
 
 
 KERNELS = ("float32", "bfloat16", "sampler")
+try:   # the dtype the sampler picks here (the tree before hardware.py always sampled in bfloat16)
+    from handsynth.hardware import use_bf16
+    SAMPLER_BF16 = use_bf16(handsynth.SamplingOptions.bf16)
+except ImportError:
+    SAMPLER_BF16 = True
 
 
 def matmul_rate(B: int, cfg, kernel: str = "float32", repeats: int = 200) -> float:
@@ -50,7 +56,7 @@ def matmul_rate(B: int, cfg, kernel: str = "float32", repeats: int = 200) -> flo
     ``kernel`` float32 or bfloat16 (a plain ``a @ w``), or sampler (the sampling step's own
     prepacked bfloat16 matmul, ``StepLinear``)."""
     k, n = 3 + cfg.alphabet_size + 2 * cfg.hidden, 4 * cfg.hidden
-    dtype = torch.float32 if kernel == "float32" else torch.bfloat16
+    dtype = torch.float32 if kernel == "float32" or (kernel == "sampler" and not SAMPLER_BF16) else torch.bfloat16
     a, w = torch.randn(B, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     if kernel == "sampler":
         linear = StepLinear(w.t(), torch.zeros(n), dtype)
@@ -90,8 +96,9 @@ def main():
     print(f"page: {len(drawing.lines)} lines, {chars} characters, {torch.get_num_threads()} threads, "
           f"{args.repeats} repeats, bias {args.bias}")
     print(f"time per page: median {t:.2f} s (runs: {', '.join(f'{x:.2f}' for x in times)}); {chars / t:.1f} characters/s")
+    own = "prepacked bfloat16" if SAMPLER_BF16 else "float32"
     for k, what in zip(KERNELS, ("a plain float32 matmul", "a plain bfloat16 matmul",
-                                 "the sampler's own prepacked bfloat16 matmul (the true bound)")):
+                                 f"the sampler's own {own} matmul (the true bound)")):
         b = statistics.median(bounds[k])
         print(f"arithmetic lower bound at the rate of {what}: median {b:.2f} s; ratio {t / b:.2f}x")
 

@@ -88,7 +88,8 @@ def _corpus(a) -> None:
 def _eval(a) -> None:
     from .evaluate import run_report
     report = run_report(model=a.model, iam=a.iam, out=a.out, texts=a.texts, bias=a.bias, seed=a.seed,
-                        recognizer=a.recognizer, progress=not a.quiet)
+                        recognizer=a.recognizer, progress=not a.quiet, quick=a.quick, hard=a.hard, forms=a.forms,
+                        judge=not a.no_judge, style_encoder=a.style_encoder)
     if not a.quiet:
         print(json.dumps(report["headline"], indent=1))
 
@@ -198,6 +199,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--bias", type=float, default=SamplingOptions.bias)
     e.add_argument("--seed", type=int, default=SamplingOptions.seed)
     e.add_argument("--recognizer", help="recogniser weights (default: the shipped one)")
+    e.add_argument("--hard", type=int, help="how many of the hard-text set to write (default: all)")
+    e.add_argument("--forms", type=int, default=40, help="held-out forms for writer retrieval (0: skip)")
+    e.add_argument("--style-encoder", help="style encoder weights (default: the shipped one)")
+    e.add_argument("--no-judge", action="store_true", help="skip Tesseract, the independent reader")
+    e.add_argument("--quick", action="store_true", help="a small run for development (a few minutes)")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_eval)
 

@@ -7,8 +7,9 @@ bfloat16 autocast, skipping steps whose loss or gradient is not finite, gradient
 evaluation every ``eval_every`` steps and at the end, atomic checkpoints, resuming exactly where
 a run stopped, data-parallel training (DDP), the progress bar and ``history.json``.
 
-A *task* supplies what differs between networks (``SynthesisTask`` in ``train.py``,
-``RecognizerTask`` in ``recognizer.py``; both build on ``CorpusTask`` below):
+A *task* supplies what differs between networks (``SynthesisTask`` in ``train.py``, built on
+``CorpusTask`` below; ``RecognizerTask`` in ``recognizer.py`` and ``StyleEncoderTask`` in
+``style_encoder.py``, built on ``BestExportTask``):
 
 - ``name`` (for the progress bar and messages), ``model``: the network (an ``nn.Module``);
 - ``lines``, ``lengths``: the corpus lines it trains on and their lengths (for bucketing);
@@ -22,6 +23,9 @@ A *task* supplies what differs between networks (``SynthesisTask`` in ``train.py
 - ``exports(out, metrics) -> bool``, ``export(ckpt, out, metrics)``: its export rule (asked
   before the checkpoint is written, so the checkpoint holds the rule's state, e.g. the best
   score) and the shippable file it writes into ``out``.
+
+``start_or_resume`` starts a run or continues one from its checkpoint (for ``train``,
+``train_recognizer`` and ``train_style_encoder``).
 
 Distributed: under ``torchrun`` (a process group initialised by the caller) each rank takes every
 N-th batch, rank 0 writes the files, and every evaluation records each rank's weight checksum.
@@ -309,3 +313,60 @@ class CorpusTask:
 
     def exports(self, out: Path, metrics: dict) -> bool:
         return True
+
+
+class BestExportTask(CorpusTask):
+    """A corpus task whose export, ``export_name``, is the best so far by the validation metric
+    ``metric`` (lower is better unless ``higher_is_better``): written whenever the metric improves
+    on ``best``, and always when it is NaN (nothing to validate on) or no export exists yet. Its
+    checkpoints are of kind ``kind``, hold the best score and list the training forms and lines;
+    its model standardises with the offset statistics. A subclass also sets ``train_forms``."""
+
+    kind: str
+    metric: str
+    export_name: str
+    higher_is_better = False
+    best = math.inf               # the score to beat before the first evaluation
+
+    def state(self) -> dict:
+        return {**super().state(), "kind": self.kind, "best": self.best, "train_forms": self.train_forms,
+                "train_lines": len(self.lines)}
+
+    def read(self, path: Path) -> dict:
+        ck = super().read(path)
+        if ck.get("kind") != self.kind:
+            raise HandsynthError(f"{path}: not a {self.name} training checkpoint")
+        return ck
+
+    def restore(self, ck: dict) -> None:
+        super().restore(ck)
+        self.model.mean, self.model.std = self.mean, self.std
+        self.best = ck["best"]
+
+    def exports(self, out: Path, metrics: dict) -> bool:
+        v = metrics[self.metric]
+        if math.isnan(v):
+            return True
+        improved = v > self.best if self.higher_is_better else v < self.best
+        if improved:
+            self.best = v
+        return improved or not (out / self.export_name).exists()
+
+
+def start_or_resume(new_loop, out, resume=False, schedule_steps: int | None = None, max_steps: int | None = None,
+                    max_minutes: float | None = None, refuse_existing: str | None = None) -> list[dict]:
+    """Build a run with ``new_loop() -> Loop`` and ``run(max_steps, max_minutes)`` it; returns the
+    history. ``resume``: True (``out/checkpoint.pt``) or a checkpoint path to continue from, the
+    schedule then ``schedule_steps`` long where given (else the checkpoint's). Without ``resume``,
+    an existing ``out/checkpoint.pt`` is refused (before anything is built) where
+    ``refuse_existing`` names the network, and overwritten where it is None."""
+    out = Path(out)
+    if refuse_existing and not resume and (out / CHECKPOINT).exists():
+        raise HandsynthError(f"{out} already holds a {refuse_existing} checkpoint: pass --resume to continue it, "
+                             "or choose another --out")
+    loop = new_loop()
+    if resume:
+        loop.resume(out / CHECKPOINT if resume is True else Path(resume))
+        if schedule_steps:  # a deliberate change of the schedule's length on resume
+            loop.tc = dataclasses.replace(loop.tc, max_steps=schedule_steps)
+    return loop.run(max_steps, max_minutes)

@@ -20,7 +20,6 @@ reads other hands (and generated lines) rather than only the training writers.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +30,36 @@ from torch import nn
 from . import checkpoint
 from .alphabet import Alphabet
 from .errors import HandsynthError
-from .loop import CorpusTask, Loop, LoopConfig
+from .measures import cer
+from .loop import BestExportTask, Loop, LoopConfig, start_or_resume
 
 DEFAULT_RECOGNIZER = Path(__file__).with_name("weights") / "recognizer.pt"
 FEATURES = 4
 
 
+class StridedConfig:
+    """For a frozen config dataclass with a stack of convolutions (``kernel``, a ``strides`` tuple;
+    the style encoder's too): its dict form (``strides`` as a list) and the lengths after the stack."""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["strides"] = list(self.strides)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**{**d, "strides": tuple(d["strides"])})
+
+    def conv_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Sequence lengths (B,) after the convolutions (padding ``kernel // 2``), at least 1."""
+        k, p = self.kernel, self.kernel // 2
+        for s in self.strides:
+            lengths = torch.div(lengths + 2 * p - k, s, rounding_mode="floor") + 1
+        return lengths.clamp(min=1)
+
+
 @dataclass(frozen=True)
-class RecognizerConfig:
+class RecognizerConfig(StridedConfig):
     alphabet_size: int = 82        # characters + the blank 0 (set from the corpus)
     conv_channels: int = 128
     kernel: int = 5
@@ -58,15 +79,6 @@ class RecognizerConfig:
     @property
     def stride(self) -> int:
         return int(np.prod(self.strides))
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["strides"] = list(self.strides)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RecognizerConfig":
-        return cls(**{**d, "strides": tuple(d["strides"])})
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,7 @@ def features(off: np.ndarray, mean, std) -> np.ndarray:
 def pad_features(feats: list) -> tuple[torch.Tensor, torch.Tensor]:
     """List of (N_i, F) arrays -> (B, T, F) zero-padded tensor and (B,) lengths."""
     T = max(max(len(f) for f in feats), 1)
-    x = np.zeros((len(feats), T, FEATURES), np.float32)
+    x = np.zeros((len(feats), T, feats[0].shape[1]), np.float32)
     for b, f in enumerate(feats):
         x[b, :len(f)] = f
     return torch.from_numpy(x), torch.tensor([len(f) for f in feats], dtype=torch.long)
@@ -145,10 +157,7 @@ class Recognizer(nn.Module):
         self.out = nn.Linear(2 * cfg.hidden, cfg.alphabet_size)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        k, p = self.config.kernel, self.config.kernel // 2
-        for s in self.config.strides:
-            lengths = torch.div(lengths + 2 * p - k, s, rounding_mode="floor") + 1
-        return lengths.clamp(min=1)
+        return self.config.conv_lengths(lengths)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, 4), lengths (B,) -> (log-probabilities (B, T', C) in float32, lengths (B,))."""
@@ -202,54 +211,38 @@ def recognize(rec: Recognizer, offsets: list, batch_size: int = 32) -> list[str]
     return result
 
 
-def edit_distance(a, b) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions, each costing 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def cer(hyps: list[str], refs: list[str]) -> float:
-    """Character error rate: total edit distance over total reference characters."""
-    if len(hyps) != len(refs):
-        raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
-    total = sum(len(r) for r in refs)
-    edits = sum(edit_distance(h, r) for h, r in zip(hyps, refs))
-    if total == 0:
-        return 0.0 if edits == 0 else float("inf")
-    return edits / total
-
 
 # checkpoints -------------------------------------------------------------------------------------
-def load_recognizer(path) -> Recognizer:
-    """A recogniser (in eval mode) from a checkpoint or an exported ``recognizer.pt``."""
-    path = Path(path)
+def load_network(path: Path, what: str, command: str, build) -> nn.Module:
+    """The network (in eval mode) that ``build(ck)`` makes from the file ``path`` (a training
+    checkpoint or an export), with its weights in float32; ``what`` names it in the errors and
+    ``handsynth {command}`` trains one (the style encoder's loader too)."""
     if not path.exists():
-        raise HandsynthError(f"{path}: no such recogniser file (train one with `handsynth recognizer`)")
+        raise HandsynthError(f"{path}: no such {what} file (train one with `handsynth {command}`)")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        config = RecognizerConfig.from_dict(ck["config"])
-        meta = {k: ck[k] for k in ("step", "validation_cer", "train_forms", "train_lines") if k in ck}
-        rec = Recognizer(config, Alphabet(ck["alphabet"]), ck["offset_mean"], ck["offset_std"], meta)
-        rec.load_state_dict({k: v.float() for k, v in ck["model"].items()})
+        net = build(ck)
+        net.load_state_dict({k: v.float() for k, v in ck["model"].items()})
     except Exception as e:
-        raise HandsynthError(f"{path}: not a handsynth recogniser file ({e.__class__.__name__})") from None
-    rec.eval()
-    return rec
+        raise HandsynthError(f"{path}: not a handsynth {what} file ({e.__class__.__name__})") from None
+    return net.eval()
 
 
-class RecognizerTask(CorpusTask):
+def load_recognizer(path) -> Recognizer:
+    """A recogniser (in eval mode) from a checkpoint or an exported ``recognizer.pt``."""
+    def build(ck):
+        meta = {k: ck[k] for k in ("step", "validation_cer", "train_forms", "train_lines") if k in ck}
+        return Recognizer(RecognizerConfig.from_dict(ck["config"]), Alphabet(ck["alphabet"]), ck["offset_mean"],
+                          ck["offset_std"], meta)
+    return load_network(Path(path), "recogniser", "recognizer", build)
+
+
+class RecognizerTask(BestExportTask):
     """Training the recogniser on the train split's transcribed lines: loss = CTC on augmented
     features; evaluation = CER on up to ``val_lines`` validation lines; export =
     ``recognizer.pt`` whenever the validation CER improves (always when there is none)."""
 
-    name = "recogniser"
+    name, kind, metric, export_name = "recogniser", "recognizer", "validation_cer", "recognizer.pt"
 
     def __init__(self, corpus, config_name: str, tc: RecognizerTrainConfig):
         super().__init__(corpus, config_name)
@@ -262,7 +255,6 @@ class RecognizerTask(CorpusTask):
         val = list(corpus.indices("validation"))
         self.val_idx = [val[k] for k in np.random.default_rng(0).permutation(len(val))[:tc.val_lines]]
         self.train_forms = sorted({corpus.form_ids[i] for i in self.lines})
-        self.best = float("inf")
         self.ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
 
     def loss(self, model, idx, step: int, tc: RecognizerTrainConfig):
@@ -282,35 +274,11 @@ class RecognizerTask(CorpusTask):
         hyps = recognize(self.model, [self.corpus.offsets[i] for i in self.val_idx])
         return {"validation_cer": cer(hyps, [self.corpus.texts[i] for i in self.val_idx])}
 
-    def state(self) -> dict:
-        return {**super().state(), "kind": "recognizer", "best": self.best, "train_forms": self.train_forms,
-                "train_lines": int(len(self.lines))}
-
-    def read(self, path: Path) -> dict:
-        ck = super().read(path)
-        if ck.get("kind") != "recognizer":
-            raise HandsynthError(f"{path}: not a recogniser training checkpoint")
-        return ck
-
-    def restore(self, ck: dict) -> None:
-        super().restore(ck)
-        self.model.mean, self.model.std = self.mean, self.std
-        self.best = ck["best"]
-
-    def exports(self, out: Path, metrics: dict) -> bool:
-        """Export when the validation CER improves (the latest when there are no validation lines)."""
-        v = metrics["validation_cer"]
-        if math.isnan(v):
-            return True
-        better = v < self.best or not (out / "recognizer.pt").exists()
-        self.best = min(self.best, v)
-        return better
-
     def export(self, ckpt: dict, out: Path, metrics: dict) -> None:
         """The shippable part: float16 weights + config, alphabet, statistics, training forms."""
         keys = ("kind", "config", "alphabet", "offset_mean", "offset_std", "norm", "step", "train_forms",
                 "train_lines", "validation_cer")
-        checkpoint.export({**ckpt, "validation_cer": metrics["validation_cer"]}, out / "recognizer.pt", keys)
+        checkpoint.export({**ckpt, "validation_cer": metrics["validation_cer"]}, out / self.export_name, keys)
 
 
 def train_recognizer(corpus, out_dir, config: str = "full", max_steps: int | None = None,
@@ -325,17 +293,8 @@ def train_recognizer(corpus, out_dir, config: str = "full", max_steps: int | Non
     schedule is ``schedule_steps`` long (default: ``max_steps``, or 12000; on resume, the
     checkpoint's unless ``schedule_steps`` is given). ``resume``: True (``out_dir/checkpoint.pt``)
     or a checkpoint path. Returns the history."""
-    out = Path(out_dir)
-    if not resume and (out / "checkpoint.pt").exists():
-        raise HandsynthError(f"{out} already holds a recogniser checkpoint: pass --resume to continue it, "
-                             "or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     tc = RecognizerTrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, bf16=bf16,
                                augment=augment,
                                max_steps=schedule_steps or max_steps or RecognizerTrainConfig.max_steps)
-    loop = Loop(RecognizerTask(corpus, config, tc), tc, out, progress)
-    if resume:
-        loop.resume(out / "checkpoint.pt" if resume is True else Path(resume))
-        if schedule_steps:  # a deliberate change of the schedule's length on resume
-            loop.tc = dataclasses.replace(loop.tc, max_steps=schedule_steps)
-    return loop.run(max_steps, max_minutes)
+    return start_or_resume(lambda: Loop(RecognizerTask(corpus, config, tc), tc, out_dir, progress), out_dir,
+                           resume, schedule_steps, max_steps, max_minutes, refuse_existing=RecognizerTask.name)

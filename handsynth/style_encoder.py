@@ -42,8 +42,6 @@ writer (counted as a miss). Lines of different forms with the same text are not 
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +52,8 @@ from torch import nn
 
 from . import checkpoint
 from .errors import HandsynthError
-from .loop import CorpusTask, Loop, LoopConfig
+from .loop import BestExportTask, Loop, LoopConfig, start_or_resume
+from .recognizer import StridedConfig, load_network, pad_features
 
 DEFAULT_STYLE_ENCODER = Path(__file__).with_name("weights") / "style_encoder.pt"
 FEATURES = 10
@@ -62,7 +61,7 @@ KIND = "style_encoder"
 
 
 @dataclass(frozen=True)
-class StyleEncoderConfig:
+class StyleEncoderConfig(StridedConfig):
     conv_channels: int = 128
     kernel: int = 5
     strides: tuple = (2, 2, 2)     # one convolution per entry; the product (8) shortens the sequence
@@ -78,15 +77,6 @@ class StyleEncoderConfig:
         if name not in sizes:
             raise HandsynthError(f"unknown style encoder config {name!r}; choose one of {', '.join(sizes)}")
         return cls(**sizes[name])
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["strides"] = list(self.strides)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StyleEncoderConfig":
-        return cls(**{**d, "strides": tuple(d["strides"])})
 
 
 @dataclass(frozen=True)
@@ -153,15 +143,6 @@ def crop(off: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
     return off[start:start + keep]
 
 
-def pad_features(feats: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """List of (N_i, F) arrays -> (B, T, F) zero-padded tensor and (B,) lengths."""
-    T = max(max(len(f) for f in feats), 1)
-    x = np.zeros((len(feats), T, FEATURES), np.float32)
-    for b, f in enumerate(feats):
-        x[b, :len(f)] = f
-    return torch.from_numpy(x), torch.tensor([len(f) for f in feats], dtype=torch.long)
-
-
 # the network -----------------------------------------------------------------------------------
 class StyleEncoder(nn.Module):
     """Conv1d stack -> BiGRU -> attentive and mean pooling -> linear -> unit-length embedding.
@@ -186,10 +167,7 @@ class StyleEncoder(nn.Module):
         self.out = nn.Linear(4 * cfg.hidden, cfg.dim)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        k, p = self.config.kernel, self.config.kernel // 2
-        for s in self.config.strides:
-            lengths = torch.div(lengths + 2 * p - k, s, rounding_mode="floor") + 1
-        return lengths.clamp(min=1)
+        return self.config.conv_lengths(lengths)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (B, T, 10), lengths (B,) -> embeddings (B, dim), float32, unit length."""
@@ -333,31 +311,24 @@ def validation_retrieval(emb: np.ndarray, forms: list, score: str = "mean", ks=(
 def load_style_encoder(path=None) -> StyleEncoder:
     """A style encoder (in eval mode) from a checkpoint or an exported ``style_encoder.pt``
     (default: the shipped one)."""
-    path = Path(path) if path is not None else DEFAULT_STYLE_ENCODER
-    if not path.exists():
-        raise HandsynthError(f"{path}: no such style encoder file (train one with `handsynth style-encoder`)")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+    def build(ck):
         if ck.get("kind") != KIND:
             raise ValueError("not a style encoder")
-        config = StyleEncoderConfig.from_dict(ck["config"])
         meta = {k: ck[k] for k in ("step", "validation", "train_forms", "train_lines") if k in ck}
-        enc = StyleEncoder(config, ck["offset_mean"], ck["offset_std"], meta)
-        enc.load_state_dict({k: v.float() for k, v in ck["model"].items()})
-    except Exception as e:
-        raise HandsynthError(f"{path}: not a handsynth style encoder file ({e.__class__.__name__})") from None
-    enc.eval()
-    return enc
+        return StyleEncoder(StyleEncoderConfig.from_dict(ck["config"]), ck["offset_mean"], ck["offset_std"], meta)
+    return load_network(Path(path) if path is not None else DEFAULT_STYLE_ENCODER, "style encoder", "style-encoder",
+                        build)
 
 
-class StyleEncoderTask(CorpusTask):
+class StyleEncoderTask(BestExportTask):
     """Training the style encoder on the train split's forms: loss = supervised-contrastive over
     ``forms`` x ``lines_per_form`` lines drawn per step (the loop's length-bucketed batch is not
     used: a contrastive batch needs several lines of each form); evaluation = writer retrieval
     among the validation lines; export = ``style_encoder.pt`` whenever the validation top-1
     (every line as the query in turn, mean scoring) improves (always when there is none)."""
 
-    name = "style encoder"
+    name, kind, metric, export_name = "style encoder", KIND, "validation_top1", "style_encoder.pt"
+    higher_is_better, best = True, -1.0
 
     def __init__(self, corpus, config_name: str, tc: StyleEncoderTrainConfig):
         super().__init__(corpus, config_name)
@@ -373,7 +344,6 @@ class StyleEncoderTask(CorpusTask):
             raise HandsynthError("the style encoder needs at least two training forms with two lines or more "
                                  f"(found {len(self.form_lines)})")
         self.val_idx = [int(i) for i in corpus.indices("validation")]
-        self.best = -1.0
 
     def draw(self, step: int, tc: StyleEncoderTrainConfig) -> tuple[list, np.ndarray]:
         """The lines (corpus indices) of one step and their form labels: ``forms`` forms, each
@@ -411,36 +381,12 @@ class StyleEncoderTask(CorpusTask):
                 "validation_top1_max": top["all"]["top1"], "validation_top5_max": top["all"]["top5"],
                 "validation_forms": mean["all"]["n_forms"], "validation_gallery_forms": mean["all"]["n_gallery_forms"]}
 
-    def state(self) -> dict:
-        return {**super().state(), "kind": KIND, "best": self.best, "train_forms": self.train_forms,
-                "train_lines": len(self.lines)}
-
-    def read(self, path: Path) -> dict:
-        ck = super().read(path)
-        if ck.get("kind") != KIND:
-            raise HandsynthError(f"{path}: not a style encoder training checkpoint")
-        return ck
-
-    def restore(self, ck: dict) -> None:
-        super().restore(ck)
-        self.model.mean, self.model.std = self.mean, self.std
-        self.best = ck["best"]
-
-    def exports(self, out: Path, metrics: dict) -> bool:
-        """Export when the validation top-1 improves (the latest when there are no validation forms)."""
-        v = metrics["validation_top1"]
-        if math.isnan(v):
-            return True
-        better = v > self.best or not (out / "style_encoder.pt").exists()
-        self.best = max(self.best, v)
-        return better
-
     def export(self, ckpt: dict, out: Path, metrics: dict) -> None:
         """The shippable part: float16 weights + config, statistics, training forms, validation scores."""
         keys = ("kind", "config", "offset_mean", "offset_std", "norm", "step", "train_forms", "train_lines",
                 "validation")
         validation = {k: v for k, v in metrics.items() if k.startswith("validation")}
-        checkpoint.export({**ckpt, "validation": validation}, out / "style_encoder.pt", keys)
+        checkpoint.export({**ckpt, "validation": validation}, out / self.export_name, keys)
 
 
 def train_style_encoder(corpus, out_dir, config: str = "full", max_steps: int | None = None,
@@ -457,18 +403,9 @@ def train_style_encoder(corpus, out_dir, config: str = "full", max_steps: int | 
     ``max_minutes``; the cosine schedule is ``schedule_steps`` long (default: ``max_steps``, or
     6000; on resume, the checkpoint's unless ``schedule_steps`` is given). ``resume``: True
     (``out_dir/checkpoint.pt``) or a checkpoint path. Returns the history."""
-    out = Path(out_dir)
-    if not resume and (out / "checkpoint.pt").exists():
-        raise HandsynthError(f"{out} already holds a style encoder checkpoint: pass --resume to continue it, "
-                             "or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     tc = StyleEncoderTrainConfig(batch_size=forms * lines_per_form, forms=forms, lines_per_form=lines_per_form,
                                  lr=lr, seed=seed, eval_every=eval_every, temperature=temperature, crop=crop,
                                  bf16=bf16,
                                  max_steps=schedule_steps or max_steps or StyleEncoderTrainConfig.max_steps)
-    loop = Loop(StyleEncoderTask(corpus, config, tc), tc, out, progress)
-    if resume:
-        loop.resume(out / "checkpoint.pt" if resume is True else Path(resume))
-        if schedule_steps:  # a deliberate change of the schedule's length on resume
-            loop.tc = dataclasses.replace(loop.tc, max_steps=schedule_steps)
-    return loop.run(max_steps, max_minutes)
+    return start_or_resume(lambda: Loop(StyleEncoderTask(corpus, config, tc), tc, out_dir, progress), out_dir,
+                           resume, schedule_steps, max_steps, max_minutes, refuse_existing=StyleEncoderTask.name)

@@ -18,7 +18,6 @@ runs data-parallel (gloo on CPU, nccl on GPU); each rank takes every N-th batch,
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from .data.corpus import Batch, Corpus, make_batch
 from .errors import HandsynthError
 from .evaluate import training_snapshot, validation_nll
 from .hardware import use_bf16
-from .loop import CorpusTask, Loop, LoopConfig
+from .loop import CorpusTask, Loop, LoopConfig, start_or_resume
 from .strokes import Normalization
 
 
@@ -123,12 +122,8 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
         total = schedule_steps or max_steps or TrainConfig.max_steps
         tc = TrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, max_steps=total,
                          attention_warmup=attention_warmup, bf16=bf16)
-        loop = trainer(corpus, out, config, tc, progress=progress, arch=arch)
-        if resume:
-            loop.resume(Path(out) / "checkpoint.pt" if resume is True else Path(resume))
-            if schedule_steps:  # a deliberate change of the schedule's length on resume
-                loop.tc = dataclasses.replace(loop.tc, max_steps=schedule_steps)
-        return loop.run(max_steps, max_minutes)
+        return start_or_resume(lambda: trainer(corpus, out, config, tc, progress=progress, arch=arch), out,
+                               resume, schedule_steps, max_steps, max_minutes)  # overwrites an existing run
     finally:
         if distributed:
             import torch.distributed as dist

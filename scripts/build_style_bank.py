@@ -81,7 +81,8 @@ def main():
         hw = handsynth.load_model(args.model)
         rec = None
         if args.recognizer:
-            from handsynth.recognizer import cer, load_recognizer, recognize
+            from handsynth.measures import cer
+            from handsynth.recognizer import load_recognizer, recognize
             rec = load_recognizer(args.recognizer)
         ok = []
         for c in cands[:args.candidates]:

@@ -33,7 +33,8 @@ def main():
     texts = [corpus.texts[i] for i in pick]
     rec = None
     if args.recognizer and Path(args.recognizer).exists():
-        from handsynth.recognizer import cer, load_recognizer, recognize
+        from handsynth.measures import cer
+        from handsynth.recognizer import load_recognizer, recognize
         rec = load_recognizer(args.recognizer)
         print(f"recogniser CER on the real lines: {cer(recognize(rec, [corpus.offsets[i] for i in pick]), texts):.3f}")
     print("bias  completion  plausible  CER")

@@ -126,6 +126,22 @@ def test_eval_command_end_to_end(tiny_model, held_out_iam, tiny_recognizer, tiny
         assert style["texts"] == 1 and 0 <= style["completion"] <= 1 and style["cer"] >= 0
     assert report["headline"]["legibility_cer"] == leg["cer_generated"]
     assert report["headline"]["legibility_cer_real"] == leg["cer_real"]
+    # the measures of what a reader sees: the report.json contract
+    by_class = report["cer_by_class"]["iam"]["recognizer"]
+    assert by_class["cer"] == pytest.approx(leg["cer_generated"]) and "lowercase" in by_class["by_class"]
+    assert report["baseline_angle_before_layout_deg"] == report["baseline_angle_raw_deg"] >= 0
+    for key in ("size_ratio_last_first", "size_ratio_last_first_real", "page_line_height_spread",
+                "end_strays_per_100_lines"):
+        assert key in report and (report[key] != report[key] or report[key] >= 0)
+    assert report["hard_texts"] == 0   # the tiny model writes a dozen letters: no hard text fits
+    assert isinstance(report["style_retrieval"], dict) and report["style_retrieval"]["n_forms"] <= 1
+    import handsynth.judge
+    if handsynth.judge.available():
+        j = report["judge"]
+        assert 0 <= j["generated"] and 0 <= j["real"] and j["print"] < 0.05   # print is read near perfectly
+        assert "tesseract" in report["cer_by_class"]["iam"]
+    assert "## The independent judge" in md and "## Style fidelity" in md
+    assert all((out / f).exists() for f in report["sheets"].values())
 
 
 def test_report_says_when_no_recogniser_is_available(tiny_model, held_out_iam, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 of handwriting, and its schedule, resume, non-finite skipping and evaluation hooks hold for any task."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 
 from handsynth import checkpoint
 from handsynth.errors import HandsynthError
-from handsynth.loop import Loop, LoopConfig, lr_at
+from handsynth.loop import BestExportTask, Loop, LoopConfig, lr_at, start_or_resume
 
 
 class Toy:
@@ -99,3 +100,33 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
     with pytest.raises(HandsynthError, match=r"toy training diverged: 3 steps .*step 7\).*last good checkpoint"):
         loop.run()
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 5
+
+
+def test_start_or_resume_refuses_continues_or_overwrites_a_run(tmp_path):
+    assert start_or_resume(lambda: _loop(tmp_path), tmp_path, max_steps=7)[-1]["step"] == 7
+    with pytest.raises(HandsynthError, match=f"^{re.escape(str(tmp_path))} already holds a toy checkpoint: "
+                                             "pass --resume to continue it, or choose another --out$"):
+        start_or_resume(lambda: pytest.fail("a refused run builds nothing"), tmp_path, refuse_existing="toy")
+    resumed = start_or_resume(lambda: _loop(tmp_path), tmp_path, resume=True, schedule_steps=20, refuse_existing="toy")
+    assert [h["step"] for h in resumed] == [5, 7, 10, 15, 20]  # the longer schedule, from step 7
+    assert [h["step"] for h in start_or_resume(lambda: _loop(tmp_path), tmp_path, max_steps=3)] == [3]
+
+
+def test_best_export_rule_in_either_direction(tmp_path):
+    class Lower(BestExportTask):
+        metric, export_name = "m", "best.pt"
+
+        def __init__(self):  # the rule needs no corpus
+            pass
+
+    class Higher(Lower):
+        higher_is_better, best = True, -1.0
+
+    lower, higher = Lower(), Higher()
+    assert [lower.exports(tmp_path, {"m": v}) for v in (9.0, 10.0)] == [True, True]  # no export yet: always
+    assert [higher.exports(tmp_path, {"m": v}) for v in (0.0, -0.5)] == [True, True]
+    (tmp_path / "best.pt").touch()
+    rule = [True, False, False, True, True]  # better, worse, as good, better, nothing to validate on
+    assert [lower.exports(tmp_path, {"m": v}) for v in (3.0, 4.0, 3.0, 2.0, math.nan)] == rule
+    assert [higher.exports(tmp_path, {"m": v}) for v in (0.5, 0.4, 0.5, 0.6, math.nan)] == rule
+    assert (lower.best, higher.best) == (2.0, 0.6)

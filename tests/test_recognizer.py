@@ -8,7 +8,7 @@ from handsynth.cli import main
 from handsynth.data.corpus import load_corpus
 from handsynth.errors import HandsynthError
 from handsynth.loop import lr_at
-from handsynth.recognizer import (Recognizer, RecognizerConfig, RecognizerTrainConfig, cer, edit_distance, features,
+from handsynth.recognizer import (Recognizer, RecognizerConfig, RecognizerTrainConfig, cer, features,
                                   greedy_decode, load_recognizer, recognize, train_recognizer)
 
 STEPS, LR = 300, 0.02  # enough for the tiny network to leave CTC's all-blank plateau (about 8 s)
@@ -43,13 +43,11 @@ def test_schedule_warms_up_for_at_most_a_fifth():
 
 
 # character error rate -------------------------------------------------------------------------
-def test_edit_distance_known_answers():
-    assert edit_distance("kitten", "sitting") == 3
-    assert edit_distance("", "") == 0
-    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3
-    assert edit_distance("flaw", "lawn") == 2
-    assert edit_distance("abc", "abc") == 0
-    assert edit_distance("ab", "ba") == 2  # no transpositions
+def test_cer_edit_distance_answers():   # rapidfuzz's Levenshtein (measures.cer)
+    assert cer(["sitting"], ["kitten"]) == 3 / 6
+    assert cer([""], [""]) == 0 and cer(["abc"], [""]) == float("inf")
+    assert cer(["", "lawn"], ["abc", "flaw"]) == (3 + 2) / 7
+    assert cer(["ba"], ["ab"]) == 1.0   # no transpositions
 
 
 def test_cer_known_answers():

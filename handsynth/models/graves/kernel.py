@@ -176,7 +176,7 @@ class _Layer1Window(torch.autograd.Function):
         W_rec, = ctx.saved_tensors
         Z, acts, Cs, TCs, Hs, P, Ks, Es, code, W_win = ctx.buffers
         T, B, G = acts.shape
-        H, K, U1, dt, mm_dtype = G // 4, W_win.shape[1] // 3, code.shape[1], acts.dtype, Z.dtype
+        H, K, dt, mm_dtype = G // 4, W_win.shape[1] // 3, acts.dtype, Z.dtype
         A3 = Z.shape[2] - H - 1
         gH = gH if gH is not None else Hs.new_zeros(T, B, H)
         gW = gW if gW is not None else Hs.new_zeros(T, B, A3 - 3)
