@@ -129,9 +129,11 @@ def family(arch: str) -> type:
 
 
 def families() -> list[str]:
-    """The families known here: the built-in folders and any registered ones."""
+    """The families known here: the built-in folders whose package exports ``Model`` (a family
+    still being built has none yet) and any registered ones."""
     here = Path(__file__).with_name("models")
-    found = {p.name for p in here.iterdir() if (p / "__init__.py").exists()}
+    found = {p.name for p in here.iterdir() if (p / "__init__.py").exists()
+             and hasattr(importlib.import_module(f"handsynth.models.{p.name}"), "Model")}
     return sorted(found | set(_FAMILIES))
 
 

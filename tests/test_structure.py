@@ -76,6 +76,17 @@ def test_no_import_cycles():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def test_families_are_found_by_folder_once_they_export_a_model():
+    import pytest
+    from handsynth import checkpoint
+    from handsynth.errors import HandsynthError
+
+    assert checkpoint.families() == ["graves"]          # models/transformer/ holds no Model yet
+    assert checkpoint.family("graves").arch == "graves"
+    with pytest.raises(HandsynthError, match="unknown model family 'transformer'"):
+        checkpoint.family("transformer")
+
+
 def test_public_index():
     for name in handsynth.__all__:
         assert hasattr(handsynth, name), name
