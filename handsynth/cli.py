@@ -75,7 +75,7 @@ def _train(a) -> None:
 
 def _corpus(a) -> None:
     from .data.corpus import load_corpus, statistics
-    stats = statistics(load_corpus(a.iam, a.samples, cache_dir=a.cache_dir, progress=not a.quiet))
+    stats = statistics(load_corpus(a.iam, a.samples, cache_dir=a.cache_dir, progress=not a.quiet, unipen=a.unipen))
     if a.json:
         print(json.dumps(stats, indent=1))
         return
@@ -83,6 +83,7 @@ def _corpus(a) -> None:
     for k, v in stats.items():
         print(f"{k:26s} {v:.2f}" if isinstance(v, float) else f"{k:26s} {v}")
     print("character counts:", " ".join(f"{c!r}:{n}" for c, n in counts.items()))
+    print("rare characters: ", " ".join(f"{c}:{counts.get(c, 0)}" for c in "XQZ0123456789$@#=<>&%/"))
 
 
 def _eval(a) -> None:
@@ -185,6 +186,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("corpus", help="statistics of the training corpus")
     c.add_argument("--iam", help="folder with the IAM-OnDB archives")
+    c.add_argument("--unipen", help="unipen-train_r01_v07.tar.xz or its unpacked folder")
     c.add_argument("--samples", action="append", default=[])
     c.add_argument("--cache-dir")
     c.add_argument("--json", action="store_true")

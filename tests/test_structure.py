@@ -81,7 +81,8 @@ def test_families_are_found_by_folder_once_they_export_a_model():
     from handsynth import checkpoint
     from handsynth.errors import HandsynthError
 
-    assert checkpoint.families() == ["graves"]          # models/transformer/ holds no Model yet
+    known = checkpoint.families()   # (tests may have registered families of their own)
+    assert "graves" in known and "transformer" not in known   # models/transformer/ holds no Model yet
     assert checkpoint.family("graves").arch == "graves"
     with pytest.raises(HandsynthError, match="unknown model family 'transformer'"):
         checkpoint.family("transformer")

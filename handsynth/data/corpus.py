@@ -20,6 +20,8 @@ from ..errors import HandsynthError
 from ..strokes import Normalization, normalize_line, standardize
 from .iam import iter_iam, locate, source_signature
 from .samples import Sample, load_samples
+from . import unipen as _unipen
+from .unipen import TEXT, WORDS, read_unipen
 
 CACHE_VERSION = 1
 SPLITS = ("train", "validation", "test")
@@ -138,6 +140,39 @@ def build_iam(path, norm: Normalization = Normalization(), progress: bool = True
     return corpus
 
 
+def build_unipen(path, norm: Normalization = Normalization(), categories=WORDS + TEXT,
+                 drop_bad: bool = True) -> Corpus:
+    """UNIPEN words (6/7) and free text (8) as training samples (``categories`` may add the isolated
+    characters 1a-1d). form_ids are "unipen:<writer>", so the split is writer-disjoint. Unlike IAM,
+    '#' is a real character here."""
+    reading = read_unipen(path, categories)
+    corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm, Counter(reading.problems))
+    for seg in reading.segments:
+        text = " ".join(seg.text.split())
+        if drop_bad and seg.quality == "BAD":
+            corpus.dropped["quality BAD"] += 1
+            continue
+        if not text:
+            corpus.dropped["empty transcription"] += 1
+            continue
+        off = normalize_line(seg.strokes, norm)
+        if len(off) < 2:
+            corpus.dropped["no usable points"] += 1
+            continue
+        if len(text) > 1 and not MIN_STEPS_PER_CHAR <= len(off) / len(text) <= MAX_STEPS_PER_CHAR:
+            corpus.dropped["absurd points per character"] += 1
+            continue
+        corpus.offsets.append(off)
+        corpus.texts.append(text)
+        corpus.line_ids.append(f"unipen:{seg.ink}:{seg.components}")
+        corpus.form_ids.append(f"unipen:{seg.writer}")
+        corpus.raw_points += sum(len(s) for s in seg.strokes)
+    corpus.split = np.array([split_of(f) for f in corpus.form_ids], np.int64)
+    if not corpus.texts:
+        raise HandsynthError(f"{path}: no usable UNIPEN segments found (dropped: {dict(corpus.dropped)})")
+    return corpus
+
+
 def samples_corpus(samples: list[Sample], norm: Normalization = Normalization()) -> Corpus:
     """Captured samples as training lines (always in the train split)."""
     corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm)
@@ -155,31 +190,44 @@ def samples_corpus(samples: list[Sample], norm: Normalization = Normalization())
     return corpus
 
 
+def _cached(cache_dir: Path, name: str, key_parts: list, build) -> Corpus:
+    """A processed corpus from ``cache_dir/<name>-<key>.npz`` (the key hashes the source and the
+    settings), else ``build()`` and save it there (a read-only cache folder only costs time)."""
+    key = hashlib.sha1(json.dumps(key_parts).encode()).hexdigest()[:16]
+    cache = cache_dir / f"{name}-{key}.npz"
+    if cache.exists():
+        try:
+            part = Corpus.load(cache)
+            if part.texts:
+                return part
+        except Exception:
+            pass
+    part = build()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        part.save(cache)
+    except (OSError, HandsynthError):
+        pass
+    return part
+
+
 def load_corpus(iam: str | os.PathLike | None = None, samples: list | tuple = (),
                 norm: Normalization = Normalization(), cache_dir: Path | None = None,
-                progress: bool = True) -> Corpus:
-    """IAM-OnDB (cached as .npz keyed by source and settings) plus any sample files."""
-    if iam is None and not samples:
-        raise HandsynthError("no training data: pass --iam PATH and/or --samples PATH")
+                progress: bool = True, unipen: str | os.PathLike | None = None) -> Corpus:
+    """IAM-OnDB and/or UNIPEN (each cached as .npz keyed by source and settings) plus any sample files."""
+    if iam is None and not samples and unipen is None:
+        raise HandsynthError("no training data: pass --iam PATH, --unipen PATH and/or --samples PATH")
     corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     if iam is not None:
         locate(iam)
-        key = hashlib.sha1(json.dumps([CACHE_VERSION, source_signature(iam),
-                                       dataclasses.asdict(norm)]).encode()).hexdigest()[:16]
-        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        cache = cache_dir / f"iam-{key}.npz"
-        if cache.exists():
-            try:
-                corpus = Corpus.load(cache)
-            except Exception:
-                corpus = None
-        if corpus is None or not corpus.texts:
-            corpus = build_iam(iam, norm, progress)
-            try:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-                corpus.save(cache)
-            except OSError:
-                pass  # a read-only cache folder only costs time
+        corpus.extend(_cached(cache_dir, "iam", [CACHE_VERSION, source_signature(iam), dataclasses.asdict(norm)],
+                              lambda: build_iam(iam, norm, progress)))
+    if unipen is not None:
+        _unipen.locate(unipen)
+        corpus.extend(_cached(cache_dir, "unipen", [CACHE_VERSION, _unipen.READER_VERSION,
+                                                    _unipen.source_signature(unipen), dataclasses.asdict(norm)],
+                              lambda: build_unipen(unipen, norm)))
     for path in samples:
         corpus.extend(samples_corpus(load_samples(path), norm))
     return corpus

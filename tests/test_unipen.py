@@ -1,0 +1,99 @@
+"""The UNIPEN reader on a tiny synthetic tree (archive and folder), and one slow check on the real one."""
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handsynth.data.corpus import build_unipen, statistics
+from handsynth.data.unipen import parse_ink, parse_labels, read_unipen, select
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "unipen" / "unipen-train_r01_v07.tar.xz"
+
+DOC = b".VERSION 1.0\n.X_POINTS_PER_INCH 254\n.Y_POINTS_PER_MM 10\n.POINTS_PER_SECOND 100\n.COORD X Y\n"
+# three components: a rising stroke (y grows up), a short dot, an "X" made of two points
+INK = (b".INCLUDE tst/tst.doc\n.WRITER_ID w1\n.STYLE PRINTED\n"
+       b".PEN_DOWN\n0 0\n10 20\n20 40\n.PEN_UP\n"
+       b".PEN_DOWN\n30 60\n31 61\n.PEN_UP\n"
+       b".PEN_DOWN\n40 0\n60 40\n.PEN_UP\n")
+FILES = {
+    "t/include/tst/tst.doc": DOC,
+    "t/include/tst/data/a.dat": INK,
+    # category 6 and 7 label the same word: kept once, with both categories
+    "t/data/6/tst/a.dat": b'.INCLUDE tst/data/a.dat\n.SEGMENT WORD 0-1 OK "li"\n',
+    "t/data/7/tst/a.dat": b'.INCLUDE tst/data/a.dat\n.SEGMENT WORD 0-1 OK "li"\n.SEGMENT WORD 2 BAD "X"\n',
+    "t/data/8/tst/a.dat": b'.INCLUDE tst/data/a.dat\n.SEGMENT TEXT 0-2 GOOD "li X"\n',
+    "t/data/1b/tst/a.dat": b'.INCLUDE tst/data/a.dat\n.SEGMENT CHARACTER 2:0-2:1 ? "X"\n',
+    "t/data/7/tst/broken.dat": b'.INCLUDE tst/data/a.dat\n.SEGMENT WORD 0-1 OK li-without-quotes\n',
+    "t/data/7/tst/gone.dat": b'.INCLUDE tst/data/missing.dat\n.SEGMENT WORD 0 OK "a"\n',
+}
+
+
+@pytest.fixture(params=["archive", "folder"])
+def tree(request, tmp_path):
+    if request.param == "folder":
+        for name, data in FILES.items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(data)
+        return tmp_path / "t"
+    path = tmp_path / "unipen-train_r01_v07.tar.xz"
+    with tarfile.open(path, "w:xz") as tar:
+        for name, data in FILES.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_read(tree):
+    r = read_unipen(tree)
+    by = {(s.categories, s.text): s for s in r.segments}
+    assert sorted(by) == [(("1b",), "X"), (("6", "7"), "li"), (("7",), "X"), (("8",), "li X")]
+    word = by[("6", "7"), "li"]
+    assert (word.writer, word.contributor, word.quality, word.style) == ("tst/w1", "tst", "OK", "PRINTED")
+    assert [len(s) for s in word.strokes] == [3, 2]
+    # 254 points per inch = 10 per mm on both axes; y grows up (the first stroke rises)
+    np.testing.assert_allclose(word.strokes[0], [[0, 0], [1, 2], [2, 4]])
+    assert word.points_per_second == 100
+    assert by[("1b",), "X"].isolated_character and not word.isolated_character
+    assert [len(s) for s in by[("1b",), "X"].strokes] == [2]
+    assert r.problems["malformed label file"] == 1
+    assert r.problems["missing ink file"] == 1
+
+
+def test_build_and_statistics(tree, monkeypatch):
+    monkeypatch.setattr("handsynth.data.corpus.MIN_STEPS_PER_CHAR", 0.1)  # the synthetic ink is sparse
+    corpus = build_unipen(tree)  # words and text; BAD dropped
+    assert sorted(corpus.texts) == ["li", "li X"]
+    assert set(corpus.form_ids) == {"unipen:tst/w1"}
+    assert corpus.dropped["quality BAD"] == 1
+    stats = statistics(corpus)
+    assert stats["forms"] == 1 and stats["character_counts"]["X"] == 1
+
+
+def test_label_escapes():
+    assert parse_labels(b'.INCLUDE a/b.dat\n.SEGMENT TEXT 0-3 OK "say \\"hi\\" \\@ 5 \\\\"\n')[1] == \
+        [("TEXT", "0-3", "OK", 'say "hi" @ 5 \\')]
+
+
+def test_ink_hover_numbering():
+    # pen-up blocks with points (hover) number as components but never draw
+    ink = parse_ink(b".PEN_DOWN\n0 0\n1 1\n.PEN_UP\n5 5\n.PEN_DOWN\n2 2\n.PEN_UP\n")
+    assert len(ink.components) == 4
+    assert [len(s) for s in select(ink, "0-2")] == [2, 1]
+    flat = parse_ink(b".PEN_DOWN\n0 0\n.PEN_UP\n.PEN_DOWN\n2 2 7 1\n.PEN_UP\n")
+    assert len(flat.components) == 2 and flat.components[1].tolist() == [[2, 2]]
+    with pytest.raises(ValueError):
+        parse_ink(b".PEN_DOWN\n0 zero\n")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.exists(), reason="no UNIPEN archive")
+def test_real_archive():
+    corpus = build_unipen(REAL)
+    chars = statistics(corpus)["character_counts"]
+    assert len(set(corpus.form_ids)) > 500
+    for c in "XQZ%$&":
+        assert chars.get(c, 0) > 100, c
+    assert all(chars.get(d, 0) > 1000 for d in "0123456789")
