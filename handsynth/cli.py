@@ -118,6 +118,19 @@ def _style_encoder(a) -> None:
         print(Path(a.out) / "style_encoder.pt")
 
 
+def _run_args(p: argparse.ArgumentParser, tc, what: str) -> None:
+    """The options every training command shares, with defaults from its config ``tc``."""
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    p.add_argument("--max-minutes", type=float, help="stop after this much wall time")
+    p.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {tc.max_steps})")
+    p.add_argument("--lr", type=float, default=tc.lr)
+    p.add_argument("--seed", type=int, default=tc.seed)
+    p.add_argument("--eval-every", type=int, default=tc.eval_every, help=f"steps between {what} and checkpoint")
+    p.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
 def parser() -> argparse.ArgumentParser:
     from .checkpoint import DEFAULT_ARCH, families
     from .recognizer import RecognizerTrainConfig as RTC
@@ -166,22 +179,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--iam", help="folder with lineStrokes-all.tar.gz and ascii-all.tar.gz (or unpacked)")
     t.add_argument("--samples", action="append", default=[], help="a JSON sample file or folder (repeatable)")
     t.add_argument("--out", default="runs/train", help="folder for checkpoints, samples and plots")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    t.add_argument("--max-minutes", type=float, help="stop after this much wall time")
-    t.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {TC.max_steps})")
+    _run_args(t, TC, "validation NLL, sample picture")
     t.add_argument("--arch", choices=families(), default=DEFAULT_ARCH, help=f"the model family (default {DEFAULT_ARCH})")
     t.add_argument("--config", choices=["full", "small", "tiny"], default="full", help="the family's size preset")
     t.add_argument("--batch-size", type=int, default=TC.batch_size)
-    t.add_argument("--lr", type=float, default=TC.lr)
-    t.add_argument("--seed", type=int, default=TC.seed)
-    t.add_argument("--eval-every", type=int, default=TC.eval_every)
     t.add_argument("--attention-warmup", type=int, default=TC.attention_warmup,
                    help=f"steps of guided attention (default {TC.attention_warmup}: off)")
     t.add_argument("--no-bf16", action="store_true",
                    help="train in float32 (the default where the CPU has no bfloat16 arithmetic)")
-    t.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
-    t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=_train)
 
     c = sub.add_parser("corpus", help="statistics of the training corpus")
@@ -213,18 +218,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--iam", required=True, help="IAM-OnDB folder (only its training forms are used)")
     r.add_argument("--out", default="runs/recognizer", help="folder for checkpoint.pt and recognizer.pt")
     r.add_argument("--config", choices=["full", "tiny"], default="full")
-    r.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    r.add_argument("--max-minutes", type=float, help="stop after this much wall time")
-    r.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {RTC.max_steps})")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    _run_args(r, RTC, "validation CER")
     r.add_argument("--batch-size", type=int, default=RTC.batch_size)
-    r.add_argument("--lr", type=float, default=RTC.lr)
-    r.add_argument("--seed", type=int, default=RTC.seed)
-    r.add_argument("--eval-every", type=int, default=RTC.eval_every, help="steps between validation CER and checkpoint")
     r.add_argument("--no-bf16", action="store_true",
                    help="train in float32 (the default where the CPU has no bfloat16 arithmetic)")
-    r.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
-    r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=_recognizer)
 
     from .style_encoder import StyleEncoderTrainConfig as STC
@@ -232,19 +229,11 @@ def parser() -> argparse.ArgumentParser:
     y.add_argument("--iam", required=True, help="IAM-OnDB folder (only its training forms are used)")
     y.add_argument("--out", default="runs/style", help="folder for checkpoint.pt and style_encoder.pt")
     y.add_argument("--config", choices=["full", "tiny"], default="full")
-    y.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    y.add_argument("--max-minutes", type=float, help="stop after this much wall time")
-    y.add_argument("--schedule-steps", type=int, help=f"length of the cosine schedule (default: max-steps or {STC.max_steps})")
-    y.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    _run_args(y, STC, "validation retrieval")
     y.add_argument("--forms", type=int, default=STC.forms, help=f"forms per step (default {STC.forms})")
     y.add_argument("--lines-per-form", type=int, default=STC.lines_per_form, help=f"lines of each form per step (default {STC.lines_per_form})")
     y.add_argument("--temperature", type=float, default=STC.temperature, help="of the contrastive loss")
-    y.add_argument("--lr", type=float, default=STC.lr)
-    y.add_argument("--seed", type=int, default=STC.seed)
-    y.add_argument("--eval-every", type=int, default=STC.eval_every, help="steps between validation retrieval and checkpoint")
     y.add_argument("--bf16", action="store_true", help="bfloat16 autocast (slower on CPUs without AMX)")
-    y.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
-    y.add_argument("-q", "--quiet", action="store_true")
     y.set_defaults(func=_style_encoder)
     return p
 
