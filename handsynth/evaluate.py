@@ -126,23 +126,8 @@ def style_sheet(hw, text: str, path, bias: float = SamplingOptions.bias, seed: i
     rows = []
     for st in styles:
         line = hw.lines([text], style=st, options=SamplingOptions(bias=bias, seed=seed), resample=True)[0]  # as write samples
-        rows.append(line.offsets)
-    opts = PageOptions(width=width, margin=40, x_height=20, line_pitch=3.6)
-    pages = place([text] * len(rows), rows, opts, tight=True)
-    page = pages[0]
-    ink = Ink(stroke_width=2.0)
-    from .render import _figure
-    fig = _figure(page, ink)
-    ax = fig.axes[0]
-    for j, st in enumerate(styles[:len(page.lines)]):
-        y = opts.margin + opts.x_height * (1.6 + j * opts.line_pitch) - 2.4 * opts.x_height
-        label = "(model's own hand)" if st is None else f"{st.id}: {st.name}"
-        ax.text(6, y + opts.x_height * 0.2, label, fontsize=7, color="#a33", va="top")
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=ink.dpi)
-    write_atomic(Path(path), buf.getvalue())
-    return Path(path)
+        rows.append(("(model's own hand)" if st is None else f"{st.id}: {st.name}", text, line.offsets))
+    return lines_sheet(rows, path, width=width)
 
 
 def drift_report(lines) -> dict:
@@ -310,9 +295,9 @@ def style_fidelity(hw, corpus, n_forms: int = 40, bias: float = SamplingOptions.
     return out
 
 
-def lines_sheet(rows: list, path, title: str, width: int = 1400) -> Path:
-    """Lines (``(label, text, offsets)``) one under another, each labelled: the worst lines of a
-    measure, for looking at what the number says."""
+def lines_sheet(rows: list, path, title: str = "", width: int = 1400) -> Path:
+    """Lines (``(label, text, offsets)``) one under another, each labelled, under an optional
+    title: the style sheet, and the worst lines of a measure."""
     from .render import _figure
 
     opts = PageOptions(width=width, margin=40, x_height=20, line_pitch=3.6)
@@ -321,7 +306,8 @@ def lines_sheet(rows: list, path, title: str, width: int = 1400) -> Path:
     ink = Ink(stroke_width=2.0)
     fig = _figure(page, ink)
     ax = fig.axes[0]
-    ax.text(6, 4, title, fontsize=8, color="#333", va="top")
+    if title:
+        ax.text(6, 4, title, fontsize=8, color="#333", va="top")
     for j, row in enumerate(rows[:len(page.lines)]):
         y = opts.margin + opts.x_height * (1.6 + j * opts.line_pitch) - 2.4 * opts.x_height
         ax.text(6, y + opts.x_height * 0.2, row[0], fontsize=7, color="#a33", va="top")
