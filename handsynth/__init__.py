@@ -23,7 +23,8 @@ import numpy as np
 from .alphabet import Alphabet
 from .errors import HandsynthError
 from .layout import PageOptions
-from .render import Drawing, Ink
+from .drawing import Drawing
+from .render import Ink
 from .sampling import SamplingOptions
 from .styles import Style, builtin_styles
 from .writer import MAX_WRITE_CHARS, Handwriter
@@ -60,20 +61,27 @@ def available_styles() -> list[Style]:
     return list(builtin_styles())
 
 
+def model_file(model: str | os.PathLike | None = None) -> tuple[Path, str | None]:
+    """Where a model is: a shipped name (``"lstm"``; None: the default) -> (its file, its name),
+    or a model file path -> (the path, None)."""
+    if model is None or str(model) in MODELS:
+        info = MODELS[str(model)] if model is not None else next(iter(MODELS.values()))
+        return info.path, info.name
+    if not isinstance(model, (str, os.PathLike)):
+        raise HandsynthError(f"model must be a shipped model's name or a file path (got {type(model).__name__})")
+    path = Path(model)
+    if not path.exists():
+        raise HandsynthError(f"{model}: no such model file, and not a shipped model name "
+                             f"(known: {', '.join(MODELS)})")
+    return path, None
+
+
 def load_model(model: str | os.PathLike | None = None) -> Handwriter:
     """A shipped model by name (``"lstm"``; default: the first of ``available_models()``), or a
     model file: weights exported by ``handsynth train``, or one of its checkpoints."""
     from . import checkpoint
 
-    name = None
-    if model is None or str(model) in MODELS:
-        info = MODELS[str(model)] if model is not None else next(iter(MODELS.values()))
-        name, path = info.name, info.path
-    else:
-        path = Path(model)
-        if not path.exists():
-            raise HandsynthError(f"{path}: no such model file, and not a shipped model name "
-                                 f"(known: {', '.join(MODELS)})")
+    path, name = model_file(model)
     net, meta = checkpoint.load(path)
     return Handwriter(net, Alphabet(meta["alphabet"]), np.array(meta["offset_mean"], np.float32),
                       np.array(meta["offset_std"], np.float32), path, name)

@@ -57,6 +57,16 @@ def write_atomic(path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_all_atomic(files) -> None:
+    """Write ``(path, data)`` pairs all or none: every file goes to its temporary first, and
+    only when all are written are they renamed into place (a full disk leaves the old files)."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        for path, data in files:
+            stack.enter_context(atomic_target(path)).write_bytes(data)
+
+
 def save(obj, path) -> None:
     """``torch.save`` atomically: a run killed while saving keeps its last good checkpoint."""
     import torch

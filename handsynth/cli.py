@@ -20,21 +20,51 @@ def _write(a) -> None:
     import handsynth
 
     text = sys.stdin.read() if a.text == "-" else a.text
-    from .render import format_of
-    format_of(a.output)  # fail on a bad extension before spending time on sampling
+    from .drawing import format_of
+    fmt = format_of(a.output)  # fail on bad output options before spending time on sampling
+    output = _output(a, fmt)
     if a.style and a.style_file:
         raise HandsynthError("give either --style or --style-file, not both")
     hw = handsynth.load_model(a.model)
     style = Path(a.style_file) if a.style_file else a.style
     drawing = hw.write(text, style=style, bias=a.bias, seed=a.seed, width=a.width, align=a.align,
                        stroke_width=a.stroke_width, color=a.color,
-                       background=None if a.transparent else Ink.background, dpi=a.dpi, skip_unknown=a.skip_unknown)
-    for path in drawing.save(a.output):
+                       background=None if a.transparent else Ink.background, dpi=a.dpi, skip_unknown=a.skip_unknown,
+                       paper=a.paper, landscape=a.landscape, margin_mm=a.margin, line_spacing_mm=a.line_spacing,
+                       x_height_mm=a.x_height, ruling=a.ruling, pen=a.pen, ink_variation=a.ink_variation)
+    for path in drawing.save(a.output, output):
         if not a.quiet:
             print(path)
+    if not a.quiet and (a.plotter or fmt == "gcode"):
+        from .plotter import travel_summary
+        print(travel_summary(drawing.plot(output)), file=sys.stderr)
     capped = [line.text for line in drawing.lines if line.hit_cap]
     if capped and not a.quiet:
         print(f"warning: {len(capped)} line(s) hit the step cap: {capped}", file=sys.stderr)
+
+
+def _output(a, fmt: str):
+    """The write command's output options (``drawing.Output``), checked against the format."""
+    from .drawing import Output
+    gcode = None
+    if fmt == "gcode":
+        from .plotter import GcodeOptions
+        try:
+            offset = tuple(float(v) for v in a.offset.split(",")) if a.offset else (0.0, 0.0)
+        except ValueError:
+            offset = ()
+        if len(offset) != 2:
+            raise HandsynthError(f"--offset {a.offset!r}: give X,Y in mm, e.g. 10,20")
+        known = {k: v for k, v in dict(pen=a.gcode_pen, servo_down=a.servo_down, servo_up=a.servo_up, z_down=a.z_down,
+                                       z_up=a.z_up, pen_down=a.pen_down_cmd, pen_up=a.pen_up_cmd, dwell=a.dwell,
+                                       feed=a.feed, travel_feed=a.travel_feed, origin=a.origin).items() if v is not None}
+        gcode = GcodeOptions(**known, offset=offset, flip_y=not a.no_flip_y)
+    elif any(v is not None for v in (a.gcode_pen, a.servo_down, a.servo_up, a.z_down, a.z_up, a.pen_down_cmd,
+                                     a.pen_up_cmd, a.dwell, a.feed, a.travel_feed, a.origin, a.offset)) or a.no_flip_y:
+        raise HandsynthError("G-code options are for .gcode files")
+    output = Output(animate=a.animate, plotter=a.plotter, simplify=a.simplify, order=not a.no_order, gcode=gcode)
+    output.check(fmt)
+    return output
 
 
 def _models(a) -> None:
@@ -70,7 +100,8 @@ def _train(a) -> None:
     train(iam=a.iam, samples=a.samples, out=a.out, config=a.config, resume=a.resume, max_steps=a.max_steps,
           max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every,
           attention_warmup=a.attention_warmup, schedule_steps=a.schedule_steps, bf16=False if a.no_bf16 else None,
-          cache_dir=a.cache_dir, progress=not a.quiet, arch=a.arch)
+          cache_dir=a.cache_dir, progress=not a.quiet, arch=a.arch, unipen=a.unipen, unipen_share=a.unipen_share,
+          init=a.init, lr_warmup=a.lr_warmup)
 
 
 def _corpus(a) -> None:
@@ -133,7 +164,10 @@ def _run_args(p: argparse.ArgumentParser, tc, what: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from .checkpoint import DEFAULT_ARCH, families
+    from .layout import RULINGS
+    from .paper import LINE_SPACING_MM, MARGIN_MM, PAPERS
     from .recognizer import RecognizerTrainConfig as RTC
+    from .render import PENS
     from .train import TrainConfig as TC
 
     p = argparse.ArgumentParser(prog="handsynth", description="Typed text in, believable handwriting out.")
@@ -141,12 +175,29 @@ def parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("write", help="write text as handwriting to a PNG, SVG or PDF file")
     w.add_argument("text", help="the text to write; - reads standard input")
-    w.add_argument("-o", "--output", required=True, help="output file: .png, .svg or .pdf")
+    w.add_argument("-o", "--output", required=True,
+                   help="output file: .png, .svg, .pdf, .gcode (pen plotters), .inkml (ink exchange), "
+                        ".gif or .webp (the writing as it appears)")
     w.add_argument("--style", help="a built-in style id or name (see `handsynth styles`)")
     w.add_argument("--style-file", help="a JSON sample of your own handwriting (see docs/samples.md)")
     w.add_argument("--bias", type=float, default=SamplingOptions.bias, help=f"neatness: 0 wild ... 10 very neat (default {SamplingOptions.bias})")
     w.add_argument("--seed", type=int, default=SamplingOptions.seed)
-    w.add_argument("--width", type=int, default=PageOptions.width, help=f"page width in pixels (default {PageOptions.width})")
+    w.add_argument("--width", type=int, help=f"page width in pixels (default {PageOptions.width}), without --paper")
+    w.add_argument("--paper", help=f"real paper: {', '.join(PAPERS)} or WxHmm (e.g. 148x105mm); "
+                                   "kept whole, SVG and PDF in millimetres, PNG at --dpi")
+    w.add_argument("--landscape", action="store_true", help="the paper's long side across (default: portrait)")
+    w.add_argument("--margin", type=float, metavar="MM", help=f"margin on every side in mm (default {MARGIN_MM:g})")
+    w.add_argument("--line-spacing", type=float, metavar="MM",
+                   help=f"between baselines in mm (default {LINE_SPACING_MM:g}, or {PageOptions.line_pitch:g} x-heights)")
+    w.add_argument("--x-height", type=float, metavar="MM", help="writing size: the height of an x in mm "
+                                                                 f"(default the line spacing / {PageOptions.line_pitch:g})")
+    w.add_argument("--ruling", choices=RULINGS, help="paper ruled through the baselines, squared or dotted "
+                                                      "(SVG: a layer of its own)")
+    w.add_argument("--pen", choices=list(PENS), default=Ink.pen,
+                   help="pen model for PNG and PDF: width with speed (and a fountain pen's nib with direction); "
+                        "SVG keeps one uniform width")
+    w.add_argument("--ink-variation", type=float, metavar="0-1",
+                   help="per-stroke shade of the ink, 0 none to 1 (default: the pen's own; uniform: 0)")
     w.add_argument("--stroke-width", type=float, default=Ink.stroke_width, help="pen width in pixels")
     w.add_argument("--color", default=Ink.color, help="ink colour: a name or #rrggbb")
     w.add_argument("--transparent", action="store_true", help="no background (PNG, SVG)")
@@ -155,6 +206,26 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--skip-unknown", action="store_true", help="drop characters the model cannot write")
     w.add_argument("--model", help=MODEL_HELP)
     w.add_argument("-q", "--quiet", action="store_true")
+    w.add_argument("--animate", action="store_true", help="an SVG in which the pen draws each stroke in turn")
+    pl = w.add_argument_group("pen plotters (.gcode, or .svg with --plotter; see docs/plotter.md)")
+    pl.add_argument("--plotter", action="store_true",
+                    help="SVG for plotters: one polyline per stroke in an Inkscape layer per colour, for vpype and AxiDraw")
+    pl.add_argument("--simplify", type=float, default=0.0, metavar="MM", help="simplify strokes to this tolerance")
+    pl.add_argument("--no-order", action="store_true", help="keep the written stroke order (default: ordered to cut pen-up travel)")
+    pl.add_argument("--gcode-pen", choices=["servo", "z", "custom"], help="how the pen goes down: a servo (M3 S/M5, "
+                                                                        "the default), a Z axis, or your own commands")
+    pl.add_argument("--servo-down", type=int, metavar="S", help="M3 S value that lowers the pen (default 1000)")
+    pl.add_argument("--servo-up", type=int, metavar="S", help="M3 S value that lifts it (default: M5)")
+    pl.add_argument("--z-down", type=float, metavar="MM")
+    pl.add_argument("--z-up", type=float, metavar="MM")
+    pl.add_argument("--pen-down-cmd", help="with --gcode-pen custom: the pen-down command")
+    pl.add_argument("--pen-up-cmd", help="with --gcode-pen custom: the pen-up command")
+    pl.add_argument("--dwell", type=float, metavar="S", help="seconds to wait after each pen move")
+    pl.add_argument("--feed", type=float, metavar="MM_MIN", help="drawing feed rate (default 3000)")
+    pl.add_argument("--travel-feed", type=float, metavar="MM_MIN", help="pen-up feed rate (default: rapid G0)")
+    pl.add_argument("--origin", choices=["page", "writing"], help="what sits at the offset: the paper's corner (default) or the writing's")
+    pl.add_argument("--offset", metavar="X,Y", help="machine position of the origin in mm (default 0,0)")
+    pl.add_argument("--no-flip-y", action="store_true", help="page y as it is (default: mirrored for machines with y away from you)")
     w.set_defaults(func=_write)
 
     s = sub.add_parser("styles", help="list the built-in styles, or render a sheet of them")
@@ -177,7 +248,13 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the synthesis network on IAM-OnDB and/or captured samples")
     t.add_argument("--iam", help="folder with lineStrokes-all.tar.gz and ascii-all.tar.gz (or unpacked)")
+    t.add_argument("--unipen", help="unipen-train_r01_v07.tar.xz or its unpacked folder (mixed with --iam)")
+    t.add_argument("--unipen-share", type=float, default=TC.unipen_share,
+                   help=f"share of each epoch's lines drawn from UNIPEN (default {TC.unipen_share})")
     t.add_argument("--samples", action="append", default=[], help="a JSON sample file or folder (repeatable)")
+    t.add_argument("--init", help="warm-start from a model (a shipped name such as lstm, or a file); "
+                                  "its network size is kept and its alphabet grows to the data's")
+    t.add_argument("--lr-warmup", type=int, default=TC.lr_warmup, help=f"linear warm-up steps of the learning rate (default {TC.lr_warmup})")
     t.add_argument("--out", default="runs/train", help="folder for checkpoints, samples and plots")
     _run_args(t, TC, "validation NLL, sample picture")
     t.add_argument("--arch", choices=families(), default=DEFAULT_ARCH, help=f"the model family (default {DEFAULT_ARCH})")

@@ -13,7 +13,8 @@ from .checkpoint import write_atomic
 from .errors import HandsynthError
 from .hardware import use_bf16
 from .layout import PageOptions, place, straighten
-from .render import Drawing, Ink
+from .drawing import Drawing
+from .render import Ink
 from .sampling import SamplingOptions, sample_lines
 from .strokes import baseline, offsets_to_strokes
 
@@ -21,13 +22,13 @@ from .strokes import baseline, offsets_to_strokes
 # the likelihood of held-out lines -----------------------------------------------------------------
 @torch.no_grad()
 def validation_nll(model, corpus, alphabet, mean, std, max_len: int = 700, bf16: bool = False,
-                   split: str = "validation", max_lines: int | None = None) -> float:
+                   split: str = "validation", max_lines: int | None = None, keep=lambda i: True) -> float:
     """Mean negative log-likelihood per line, in nats (on standardised offsets), of a split's
-    lines up to ``max_len`` pen steps, through the family's ``loss`` (any family)."""
+    lines up to ``max_len`` pen steps (and ``keep(i)``), through the family's ``loss`` (any family)."""
     from .data.corpus import make_batch
 
     model.eval()
-    idx = [i for i in corpus.indices(split) if len(corpus.offsets[i]) <= max_len]
+    idx = [i for i in corpus.indices(split) if len(corpus.offsets[i]) <= max_len and keep(i)]
     idx = idx[:max_lines] if max_lines else idx
     if not idx:
         return float("nan")

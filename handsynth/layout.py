@@ -3,7 +3,8 @@
 Paragraphs (blank lines) and explicit line breaks are kept, long paragraphs are wrapped to the
 page width, each generated line's baseline is straightened before placement, and lines sit on a
 steady line pitch, aligned left, centre or right between the margins. Page coordinates are
-pixels with y growing downwards (as in PNG and SVG).
+pixels with y growing downwards (as in PNG and SVG). A page of real paper (``paper.Paper``, sizes
+in millimetres) comes here as a ``sheet``: ``PageOptions`` in pixels at the output's dpi.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .strokes import baseline, bounds, offsets_to_strokes, transform
 
 CHAR_WIDTH = 0.95   # average written width of a character in normalised units (IAM-OnDB, measured)
 ALIGNS = ("left", "center", "right")
+RULINGS = ("ruled", "squared", "dotted")
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,16 @@ class PageOptions:
     x_height: float = 22.0          # pixels per normalised unit (the writing's body height)
     line_pitch: float = 3.4         # distance between baselines, in units
     align: str = "left"
+    ruling: str | None = None       # paper ruled through the baselines, squared or dotted (RULINGS)
+    # a sheet of real paper (``paper.Paper.page``): kept whole (never cut to its content), its line
+    # spacing kept when the writing shrinks to fit, and room kept for the last line's descenders
+    sheet: bool = False
 
     def __post_init__(self):
         if self.align not in ALIGNS:
             raise HandsynthError(f"unknown alignment {self.align!r}: use left, center or right")
+        if self.ruling is not None and self.ruling not in RULINGS:
+            raise HandsynthError(f"unknown ruling {self.ruling!r}: use ruled, squared or dotted")
         if not 200 <= self.width <= 10000:
             raise HandsynthError(f"page width {self.width} px is out of range (200 to 10000)")
 
@@ -44,7 +52,7 @@ class PageOptions:
 
     @property
     def lines_per_page(self) -> int:
-        usable = self.height - 2 * self.margin - 1.6 * self.x_height
+        usable = self.height - 2 * self.margin - (2.4 if self.sheet else 1.6) * self.x_height
         return max(1, int(usable // (self.line_pitch * self.x_height)) + 1)
 
 
@@ -88,11 +96,40 @@ class PlacedLine:
     angle_removed: float = 0.0      # degrees of baseline slope straightened away
 
 
+@dataclass(frozen=True)
+class Ruling:
+    """Ruled, squared or dotted paper in page pixels: lines through the baselines (``first``, then
+    every ``pitch``) between the top and bottom ``margin``; or a grid of half the pitch over the
+    whole page, through the baselines and the left margin."""
+    kind: str
+    first: float     # y of the first baseline
+    pitch: float     # pixels between baselines
+    margin: float
+
+    def geometry(self, width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
+        """(segments (n, 2, 2) as ((x0, y0), (x1, y1)), dots (m, 2)) covering a page of this size."""
+        if self.kind == "ruled":
+            ys = np.arange(self.first, height - self.margin + 1e-6, self.pitch)
+            ys = ys[ys >= self.margin - 1e-6]
+            xs = np.zeros(0)
+        else:
+            step = self.pitch / 2
+            ys = self.first + step * np.arange(np.ceil(-self.first / step), np.floor((height - self.first) / step) + 1)
+            xs = self.margin + step * np.arange(np.ceil(-self.margin / step), np.floor((width - self.margin) / step) + 1)
+        if self.kind == "dotted":
+            gx, gy = np.meshgrid(xs, ys)
+            return np.zeros((0, 2, 2)), np.c_[gx.ravel(), gy.ravel()]
+        rows = [((0.0, y), (width, y)) for y in ys]
+        cols = [((x, 0.0), (x, height)) for x in xs]
+        return np.array(rows + cols, np.float64).reshape(-1, 2, 2), np.zeros((0, 2))
+
+
 @dataclass
 class Page:
-    width: int
-    height: int
+    width: float                    # pixels (a sheet of paper: its exact size at the dpi, unrounded)
+    height: float
     lines: list = field(default_factory=list)
+    ruling: Ruling | None = None
 
     @property
     def strokes(self) -> list:
@@ -101,23 +138,27 @@ class Page:
 
 def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True) -> list[Page]:
     """Place generated lines (``offsets[i]`` writes ``texts[i]``; an empty text is a blank line)
-    on pages. A single page is cut to its content (``tight``); multi-page output keeps full pages."""
+    on pages. A single page is cut to its content (``tight``, not a sheet of paper); multi-page
+    output keeps full pages."""
     straight = [straighten(o) if t else ([], 0.0) for t, o in zip(texts, offsets)]
     avail = opts.width - 2 * opts.margin
     widths = [bounds(s)[2] - bounds(s)[0] for s, _ in straight if s]
     # one scale for the whole drawing, so every line has the same size of writing
     widest = max(widths, default=0.0) * opts.x_height
     xh = opts.x_height * min(1.0, avail / widest) if widest > 0 else opts.x_height
+    # baselines: a pixel page scales them with the writing; a sheet keeps its line spacing
+    unit = opts.x_height if opts.sheet else xh
     per_page = opts.lines_per_page
     pages, chunk = [], []
     rows = list(zip(texts, straight))
     for i in range(0, max(len(rows), 1), per_page):
         chunk = rows[i:i + per_page]
-        page = Page(opts.width, opts.height)
+        page = Page(opts.width, opts.height, ruling=opts.ruling and Ruling(
+            opts.ruling, opts.margin + 1.6 * unit, opts.line_pitch * unit, opts.margin))
         for j, (text, (strokes, angle)) in enumerate(chunk):
             if not strokes:
                 continue
-            y0 = opts.margin + xh * (1.6 + j * opts.line_pitch)
+            y0 = opts.margin + unit * (1.6 + j * opts.line_pitch)
             xmin, _, xmax, _ = bounds(strokes)
             w = (xmax - xmin) * xh
             x0 = {"left": opts.margin, "center": (opts.width - w) / 2,
@@ -126,8 +167,8 @@ def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True
             placed = np.split(pts.astype(np.float32), np.cumsum([len(s) for s in strokes])[:-1])
             page.lines.append(PlacedLine(text, placed, angle))
         pages.append(page)
-    if tight and len(pages) == 1 and pages[0].lines:
+    if tight and not opts.sheet and len(pages) == 1 and pages[0].lines:
         ymax = max(float(s[:, 1].max()) for s in pages[0].strokes)
-        last = opts.margin + xh * (1.6 + (len(rows) - 1) * opts.line_pitch)
+        last = opts.margin + unit * (1.6 + (len(rows) - 1) * opts.line_pitch)
         pages[0].height = int(np.ceil(max(ymax, last + 0.8 * xh) + opts.margin))
     return pages

@@ -14,6 +14,8 @@ A *task* supplies what differs between networks (``SynthesisTask`` in ``train.py
 - ``name`` (for the progress bar and messages), ``model``: the network (an ``nn.Module``);
 - ``lines``, ``lengths``: the corpus lines it trains on and their lengths (for bucketing);
   ``drop_last``: whether an epoch leaves out its short batch (unless no batch is full);
+  optionally ``epoch_lines(rng) -> positions``: which of ``lines`` an epoch uses (a task that
+  mixes sources draws them afresh each epoch; default all);
 - ``loss(model, idx, step, tc) -> (loss, pen_steps)``: the loss to minimise on the lines
   ``idx`` (run under bfloat16 autocast where ``hardware.use_bf16(tc.bf16)``) and how many pen
   steps it covered;
@@ -175,8 +177,10 @@ class Loop:
         if self._batches[0] == (epoch, self.tc):
             return self._batches[1]
         rng = np.random.default_rng([self.tc.seed, epoch])
-        lines, size = self.task.lines, self.tc.batch_size
-        batches = [lines[b] for b in bucket_batches(self.task.lengths, size, rng)]
+        pick = getattr(self.task, "epoch_lines", None)   # optional: a task that mixes sources
+        use = pick(rng) if pick else np.arange(len(self.task.lines))
+        lines, size = self.task.lines[use], self.tc.batch_size
+        batches = [lines[b] for b in bucket_batches(self.task.lengths[use], size, rng)]
         if self.task.drop_last:
             batches = [b for b in batches if len(b) == size] or batches
         if self.world > 1:  # every rank takes the same number of batches

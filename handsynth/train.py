@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import checkpoint
@@ -33,10 +34,14 @@ from .loop import CorpusTask, Loop, LoopConfig, start_or_resume
 from .strokes import Normalization
 
 
+MIN_CHAR_COUNT = 100   # a character found only in UNIPEN joins the alphabet with this many training occurrences
+
+
 @dataclass(frozen=True)
 class TrainConfig(LoopConfig):
     """The synthesis network's training (the loop's defaults are the reference recipe's)."""
     attention_warmup: int = 0     # steps over which the guided window hands over (0: off; see above)
+    unipen_share: float = 0.3     # share of each epoch's lines drawn from UNIPEN (when the corpus has any)
 
 
 class SynthesisTask(CorpusTask):
@@ -48,17 +53,47 @@ class SynthesisTask(CorpusTask):
     drop_last = True
 
     def __init__(self, corpus: Corpus, config_name: str, tc: TrainConfig, sample_text: str = "handwriting synthesis",
-                 arch: str = checkpoint.DEFAULT_ARCH):
+                 arch: str = checkpoint.DEFAULT_ARCH, init: dict | None = None):
+        """``init``: a model file's contents (``checkpoint.read``) to warm-start from: its network
+        size and offset statistics are kept, its alphabet grows to the corpus's."""
+        unipen = corpus.unipen()
+        if unipen.any():  # characters only UNIPEN has need enough examples; lines with others are left out
+            keep = "".join(corpus.subset(~unipen).alphabet().chars) + (init["alphabet"] if init else "")
+            alphabet = corpus.subset(unipen & (corpus.split == 0)).alphabet(MIN_CHAR_COUNT, keep)
+            ok = np.array([all(c in alphabet for c in t) for t in corpus.texts])
+            corpus = corpus.subset(ok)
+            corpus.dropped["characters too rare to learn"] += int((~ok).sum())
         super().__init__(corpus, config_name)
+        if init is not None:
+            if init.get("arch", checkpoint.DEFAULT_ARCH) != arch:
+                raise HandsynthError(f"--init is a {init.get('arch', checkpoint.DEFAULT_ARCH)!r} network, this run trains {arch!r}")
+            self.alphabet = self.corpus.alphabet(keep=init["alphabet"])
+            self.mean = np.array(init["offset_mean"], np.float32)
+            self.std = np.array(init["offset_std"], np.float32)
         if not all(c in self.alphabet for c in sample_text):  # own data without those letters
             sample_text = corpus.texts[corpus.indices("train")[0]][:40].strip()
         self.sample_text = sample_text
-        config = checkpoint.family(arch).Config.preset(config_name, self.alphabet.size)
         torch.manual_seed(tc.seed)  # the initial weights follow the seed
-        self.model = checkpoint.build(arch, config.to_dict())
+        if init is not None:
+            self.model = checkpoint.build(arch, {**init["config"], "alphabet_size": self.alphabet.size})
+            self.model.adopt(init["model"], init["alphabet"], self.alphabet.chars)
+        else:
+            config = checkpoint.family(arch).Config.preset(config_name, self.alphabet.size)
+            self.model = checkpoint.build(arch, config.to_dict())
         self.lines = self.train_lines(tc.max_len)
         if len(self.lines) == 0:
             raise HandsynthError("no training lines (all longer than max_len, or none in the train split)")
+        self.from_unipen = self.corpus.unipen()[self.lines]
+        self.share = tc.unipen_share
+
+    def epoch_lines(self, rng: np.random.Generator) -> np.ndarray:
+        """Which of ``lines`` an epoch uses: every other line, and UNIPEN lines drawn afresh each
+        epoch so they make ``unipen_share`` of it (repeated if UNIPEN has too few)."""
+        up, other = np.flatnonzero(self.from_unipen), np.flatnonzero(~self.from_unipen)
+        if not len(up) or not len(other) or not 0 < self.share < 1:
+            return np.arange(len(self.lines)) if self.share > 0 or not len(other) else other
+        n = int(round(len(other) * self.share / (1 - self.share)))
+        return np.concatenate([other, rng.choice(up, n, replace=n > len(up))])
 
     def batch(self, idx) -> Batch:
         c = self.corpus
@@ -71,8 +106,13 @@ class SynthesisTask(CorpusTask):
         return nll / count, count
 
     def evaluate(self, loop: Loop) -> dict:
-        nll = validation_nll(self.model, self.corpus, self.alphabet, self.mean, self.std, loop.tc.max_len,
-                             use_bf16(loop.tc.bf16))
+        """Validation NLL per line of the IAM-OnDB (and captured) lines, comparable across runs
+        with and without UNIPEN, and of the UNIPEN lines apart."""
+        up = self.corpus.unipen()
+        val = lambda keep: validation_nll(self.model, self.corpus, self.alphabet, self.mean, self.std,  # noqa: E731
+                                          loop.tc.max_len, use_bf16(loop.tc.bf16), keep=keep)
+        nll = val(lambda i: not up[i])
+        extra = {"validation_nll_unipen": val(lambda i: up[i])} if up.any() else {}
         if loop.rank == 0:
             try:
                 training_snapshot(self.model, self.alphabet, self.mean, self.std, self.sample_text,
@@ -80,7 +120,7 @@ class SynthesisTask(CorpusTask):
                                   loop.out / f"attention-{loop.step:06d}.png", seed=loop.tc.seed)
             except Exception as e:  # a failed picture never stops training
                 print(f"warning: no sample picture at step {loop.step}: {e.__class__.__name__}: {e}")
-        return {"validation_nll": nll}
+        return {"validation_nll": nll, **extra}
 
     def state(self) -> dict:
         return {**super().state(), "arch": self.model.arch}
@@ -98,19 +138,31 @@ class SynthesisTask(CorpusTask):
 
 def trainer(corpus: Corpus, out, config_name: str = "full", tc: TrainConfig = TrainConfig(),
             sample_text: str = "handwriting synthesis", progress: bool = True,
-            arch: str = checkpoint.DEFAULT_ARCH) -> Loop:
+            arch: str = checkpoint.DEFAULT_ARCH, init: dict | None = None) -> Loop:
     """A training loop for a synthesis network (``run()`` it, or ``resume(path)`` first)."""
-    return Loop(SynthesisTask(corpus, config_name, tc, sample_text, arch), tc, out, progress)
+    return Loop(SynthesisTask(corpus, config_name, tc, sample_text, arch, init), tc, out, progress)
+
+
+def read_init(init) -> dict:
+    """``--init``: a shipped model's name or a model file -> its contents."""
+    from . import model_file
+    return checkpoint.read(model_file(init)[0], "handsynth model")
 
 
 def train(iam=None, samples=(), out="runs/train", config="full", resume=False, max_steps=None,
           max_minutes=None, batch_size=TrainConfig.batch_size, lr=TrainConfig.lr, seed=TrainConfig.seed,
           eval_every=TrainConfig.eval_every, attention_warmup=TrainConfig.attention_warmup,
           schedule_steps=None, bf16=TrainConfig.bf16, cache_dir=None, progress=True,
-          arch=checkpoint.DEFAULT_ARCH) -> list[dict]:
+          arch=checkpoint.DEFAULT_ARCH, unipen=None, unipen_share=TrainConfig.unipen_share, init=None,
+          lr_warmup=TrainConfig.lr_warmup) -> list[dict]:
     """The ``handsynth train`` command as a function: writes ``out/checkpoint.pt`` (resumable),
-    ``out/model.pt`` (float16, the latest) and ``history.json``; returns the history."""
+    ``out/model.pt`` (float16, the latest) and ``history.json``; returns the history. ``init``:
+    warm-start from a model (a shipped name or a file) instead of random weights."""
     from .data.corpus import load_corpus
+
+    if not 0 <= unipen_share < 1:
+        raise HandsynthError(f"--unipen-share {unipen_share} is out of range: use 0 to below 1")
+    init = read_init(init) if init and not resume else None
 
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     if distributed:
@@ -118,11 +170,11 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
     try:
-        corpus = load_corpus(iam, samples, Normalization(), cache_dir, progress=progress)
+        corpus = load_corpus(iam, samples, Normalization(), cache_dir, progress=progress, unipen=unipen)
         total = schedule_steps or max_steps or TrainConfig.max_steps
         tc = TrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, max_steps=total,
-                         attention_warmup=attention_warmup, bf16=bf16)
-        return start_or_resume(lambda: trainer(corpus, out, config, tc, progress=progress, arch=arch), out,
+                         attention_warmup=attention_warmup, bf16=bf16, unipen_share=unipen_share, lr_warmup=lr_warmup)
+        return start_or_resume(lambda: trainer(corpus, out, config, tc, progress=progress, arch=arch, init=init), out,
                                resume, schedule_steps, max_steps, max_minutes)  # overwrites an existing run
     finally:
         if distributed:

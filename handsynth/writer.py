@@ -10,7 +10,9 @@ from .alphabet import Alphabet
 from .errors import HandsynthError
 from .layout import PageOptions, place, wrap
 from .models import SynthesisModel
-from .render import Drawing, Ink
+from .paper import Paper, page_options, sheet_ink
+from .drawing import Drawing
+from .render import Ink
 from .sampling import MAX_LINE_CHARS, Line, Primer, SamplingOptions, sample_checked, sample_lines
 from .styles import get_style, style_from_file, style_from_json
 
@@ -59,13 +61,22 @@ class Handwriter:
                             self.primer(style), return_phi, line_seeds)
 
     def write(self, text: str, style=None, bias: float = SamplingOptions.bias, seed: int = SamplingOptions.seed,
-              width: int = PageOptions.width, align: str = PageOptions.align,
+              width: int | None = None, align: str = PageOptions.align,
               stroke_width: float = Ink.stroke_width, color: str = Ink.color,
               background: str | None = Ink.background, dpi: int = Ink.dpi, skip_unknown: bool = False,
+              paper: str | Paper | None = None, landscape: bool = False, margin_mm: float | None = None,
+              line_spacing_mm: float | None = None, x_height_mm: float | None = None,
+              ruling: str | None = None, pen: str = Ink.pen, ink_variation: float | None = Ink.ink_variation,
               progress=None, check=None) -> Drawing:
         """Write ``text`` (any length: paragraphs, line breaks, wrapping, pages) in a style.
         ``progress(done, total)`` is called after each batch of lines; ``check()``, if given, once
-        per pen step: raising from it abandons the writing (a deadline, a cancelled request)."""
+        per pen step: raising from it abandons the writing (a deadline, a cancelled request).
+
+        The page: ``width`` pixels wide (default ``PageOptions.width``), or a sheet of ``paper``
+        (``paper.PAPERS`` or ``"WxHmm"``; ``landscape``; margins, line spacing and x-height in mm)
+        at ``dpi``. ``ruling``: ruled, squared or dotted. ``pen`` (``render.PENS``) and
+        ``ink_variation`` (0 to 1; None: the pen's own) change PNG and PDF lines; SVG keeps one
+        uniform pen."""
         if not isinstance(text, str) or not text.strip():
             raise HandsynthError("empty text: give at least one character to write")
         if len(text) > MAX_WRITE_CHARS:
@@ -76,8 +87,11 @@ class Handwriter:
             raise HandsynthError(f"bias must be a number (got {bias!r})") from None
         if not 0.0 <= bias <= 10.0:
             raise HandsynthError(f"bias {bias} is out of range: use 0 (wild) to 10 (very neat)")
-        page = PageOptions(width=int(width), align=align)
-        ink = Ink(stroke_width=float(stroke_width), color=color, background=background, dpi=int(dpi))
+        ink = Ink(stroke_width=float(stroke_width), color=color, background=background, dpi=int(dpi), pen=pen,
+                  ink_variation=None if ink_variation is None else float(ink_variation), seed=int(seed))
+        page = page_options(width, align, ink.dpi, paper, landscape, margin_mm, line_spacing_mm, x_height_mm, ruling)
+        if page.sheet:
+            ink = sheet_ink(ink)
         rows = [self.alphabet.normalize(r, skip_unknown) if r.strip() else "" for r in text.split("\n")]
         if not any(rows):
             raise HandsynthError("nothing left to write after dropping unknown characters")

@@ -112,6 +112,13 @@ def tiny_model(tiny_iam, tmp_path_factory) -> Path:
     return out / "model.pt"
 
 
+@pytest.fixture(scope="session")
+def hw():
+    """The shipped model, loaded once."""
+    import handsynth
+    return handsynth.load_model()
+
+
 def pytest_configure(config):
     # Tests share 2 cores with whatever else runs; one thread each avoids OpenMP spin contention.
     import os

@@ -66,7 +66,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_imports():
     g = import_graph()
     assert "handsynth.models.graves.native" in g["handsynth.models.graves.kernel"]   # from . import native
-    assert "handsynth.checkpoint" in g["handsynth.render"]
+    assert "handsynth.checkpoint" in g["handsynth.drawing"]
     assert "handsynth.writer" in g["handsynth"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 

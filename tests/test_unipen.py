@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from handsynth.data.corpus import build_unipen, statistics
-from handsynth.data.unipen import parse_ink, parse_labels, read_unipen, select
+from handsynth.data.unipen import line_samples, numbered, parse_ink, parse_labels, read_unipen, select
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "unipen" / "unipen-train_r01_v07.tar.xz"
 
@@ -78,10 +78,19 @@ def test_label_escapes():
 
 
 def test_ink_hover_numbering():
-    # pen-up blocks with points (hover) number as components but never draw
-    ink = parse_ink(b".PEN_DOWN\n0 0\n1 1\n.PEN_UP\n5 5\n.PEN_DOWN\n2 2\n.PEN_UP\n")
-    assert len(ink.components) == 4
+    # pen-up blocks with points (hover): the labels say how they count. Labels starting on
+    # pen-down blocks when every block counts (ugi) -> every block numbers, pen-up ones never draw
+    data = b".PEN_DOWN\n0 0\n1 1\n.PEN_UP\n5 5\n.PEN_DOWN\n2 2\n.PEN_UP\n.PEN_DOWN\n3 3\n.PEN_UP\n"
+    ink = numbered(parse_ink(data), ["0-2", "4-4"])
+    assert len(ink.components) == 6
     assert [len(s) for s in select(ink, "0-2")] == [2, 1]
+    # every label starting on a pen-up block (the hover before each word, sta): every block too
+    assert len(numbered(parse_ink(data), ["1-2", "3-4"]).components) == 6
+    # labels starting on either kind, all within the pen-down blocks: pen-down numbering
+    down = numbered(parse_ink(data), ["0", "1", "2"])
+    assert len(down.components) == 3 and [s.tolist() for s in select(down, "1-2")] == [[[2, 2]], [[3, 3]]]
+    # starting on either kind and reaching past the pen-down blocks: neither numbering fits
+    assert numbered(parse_ink(data), ["0", "1", "2-5"]) is None
     flat = parse_ink(b".PEN_DOWN\n0 0\n.PEN_UP\n.PEN_DOWN\n2 2 7 1\n.PEN_UP\n")
     assert len(flat.components) == 2 and flat.components[1].tolist() == [[2, 2]]
     with pytest.raises(ValueError):
@@ -97,3 +106,30 @@ def test_real_archive():
     for c in "XQZ%$&":
         assert chars.get(c, 0) > 100, c
     assert all(chars.get(d, 0) > 1000 for d in "0123456789")
+
+
+def _word(text, x0, y0, ink="c/ink.dat", comps="0-0", level="WORD", writer="c/w", quality="OK"):
+    """A fake word: one zig-zag stroke per character, 1 unit tall, starting at (x0, y0)."""
+    from handsynth.data.unipen import Segment
+    pts = np.array([[x0 + 0.5 * i, y0 + (i % 2)] for i in range(2 * len(text))], np.float32)
+    return Segment(text, level, ("7",), "c", writer, quality, ink, comps, [pts])
+
+
+def test_line_samples_runs_stitching_and_cover():
+    segs = [_word("one", 0, 0, comps="0-0"), _word("two", 4, 0.1, comps="1-1"),     # one written line
+            _word("far", 50, -30, comps="2-2"), _word("away", 90, 12, comps="3-3"),  # scattered words
+            _word("one two", 0, 0, comps="0-1", level="TEXT"),                      # the words cover it
+            _word("u@ni", 0, 0, ink="c/other.dat")]                                 # a marker, not ink
+    out, dropped = line_samples(segs)
+    by_text = {o.text: o for o in out}
+    assert set(by_text) == {"one two", "far away"}
+    run = by_text["one two"]
+    assert run.natural and run.words == 2
+    np.testing.assert_array_equal(run.strokes[1][0], segs[1].strokes[0][0])  # kept where it was written
+    st = by_text["far away"]
+    assert not st.natural and st.words == 2
+    a, b = st.strokes
+    assert abs(np.percentile(a[:, 1], 20) - np.percentile(b[:, 1], 20)) < 1e-5  # one baseline
+    gap = b[:, 0].min() - a[:, 0].max()
+    assert 0.3 < gap < 2.0                                                     # a word space, not 40 units
+    assert dropped["free text covered by its words"] == 1 and sum(v for k, v in dropped.items() if "@" in k) == 1

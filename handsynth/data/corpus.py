@@ -56,8 +56,21 @@ class Corpus:
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == SPLITS.index(split))
 
-    def alphabet(self) -> Alphabet:
-        return Alphabet.from_texts(self.texts)
+    def alphabet(self, min_count: int = 1, keep: str = "") -> Alphabet:
+        """The characters of the texts (those occurring at least ``min_count`` times), plus ``keep``."""
+        counts = Counter("".join(self.texts))
+        return Alphabet({c for c, n in counts.items() if n >= min_count} | set(keep) | {" "})
+
+    def unipen(self) -> np.ndarray:
+        """(lines,) bool: which lines come from UNIPEN."""
+        return np.array([f.startswith("unipen:") for f in self.form_ids], bool)
+
+    def subset(self, keep: np.ndarray) -> "Corpus":
+        """The lines where ``keep`` (a bool mask) holds."""
+        idx = np.flatnonzero(keep)
+        pick = lambda v: [v[i] for i in idx]  # noqa: E731
+        return Corpus(pick(self.offsets), pick(self.texts), pick(self.line_ids), pick(self.form_ids),
+                      self.split[idx], self.norm, Counter(self.dropped), self.raw_points)
 
     def offset_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of (dx, dy) over training lines (all lines if none are marked train)."""
@@ -142,20 +155,16 @@ def build_iam(path, norm: Normalization = Normalization(), progress: bool = True
 
 def build_unipen(path, norm: Normalization = Normalization(), categories=WORDS + TEXT,
                  drop_bad: bool = True) -> Corpus:
-    """UNIPEN words (6/7) and free text (8) as training samples (``categories`` may add the isolated
-    characters 1a-1d). form_ids are "unipen:<writer>", so the split is writer-disjoint. Unlike IAM,
-    '#' is a real character here."""
+    """UNIPEN as line-like training samples (``unipen.line_samples``: a writer's words on one
+    line, single words stitched into lines, free text of one line; ``categories`` may add the
+    isolated characters 1a-1d). form_ids are "unipen:<writer>", so the split is writer-disjoint.
+    Unlike IAM, '#' is a real character here."""
     reading = read_unipen(path, categories)
-    corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm, Counter(reading.problems))
-    for seg in reading.segments:
-        text = " ".join(seg.text.split())
-        if drop_bad and seg.quality == "BAD":
-            corpus.dropped["quality BAD"] += 1
-            continue
-        if not text:
-            corpus.dropped["empty transcription"] += 1
-            continue
-        off = normalize_line(seg.strokes, norm)
+    samples, left_out = _unipen.line_samples(reading.segments, drop_bad=drop_bad)
+    corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm, Counter(reading.problems) + left_out)
+    for sample in samples:
+        text = sample.text
+        off = normalize_line(sample.strokes, norm)
         if len(off) < 2:
             corpus.dropped["no usable points"] += 1
             continue
@@ -164,9 +173,9 @@ def build_unipen(path, norm: Normalization = Normalization(), categories=WORDS +
             continue
         corpus.offsets.append(off)
         corpus.texts.append(text)
-        corpus.line_ids.append(f"unipen:{seg.ink}:{seg.components}")
-        corpus.form_ids.append(f"unipen:{seg.writer}")
-        corpus.raw_points += sum(len(s) for s in seg.strokes)
+        corpus.line_ids.append(f"unipen:{sample.ink}:{len(corpus.texts)}")
+        corpus.form_ids.append(f"unipen:{sample.writer}")
+        corpus.raw_points += sum(len(s) for s in sample.strokes)
     corpus.split = np.array([split_of(f) for f in corpus.form_ids], np.int64)
     if not corpus.texts:
         raise HandsynthError(f"{path}: no usable UNIPEN segments found (dropped: {dict(corpus.dropped)})")

@@ -12,6 +12,9 @@ One JSON document is either one sample or ``{"samples": [sample, ...]}``. A samp
 Points may carry a third value (a time stamp), which is ignored. Units are arbitrary (pixels,
 millimetres): samples are normalised like IAM-OnDB lines. The same format is used for training
 (``handsynth train --samples``), custom styles (``--style-file``) and the web page's canvas.
+
+``load_samples`` also reads W3C InkML (``.inkml`` files, see ``handsynth.inkml``): each outermost
+traceGroup with a text is a sample, or the whole document with its text.
 """
 from __future__ import annotations
 
@@ -73,13 +76,17 @@ def parse_sample(obj, where: str = "sample") -> Sample:
 
 
 def load_samples(path: str | os.PathLike) -> list[Sample]:
-    """Read a sample file, or every ``*.json`` file in a directory."""
+    """Read a sample file (JSON, or InkML by its ``.inkml`` extension), or every ``*.json`` and
+    ``*.inkml`` file in a directory."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.json"))
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in (".json", ".inkml") and f.is_file())
         if not files:
-            raise HandsynthError(f"{path}: no .json sample files in this folder")
+            raise HandsynthError(f"{path}: no .json or .inkml sample files in this folder")
         return [s for f in files for s in load_samples(f)]
+    if path.suffix.lower() == ".inkml":
+        from ..inkml import read_inkml
+        return [parse_sample(obj, where) for obj, where in read_inkml(path)]
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

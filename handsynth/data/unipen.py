@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import HandsynthError
 
 ARCHIVE = "unipen-train_r01_v07.tar.xz"
-READER_VERSION = 2          # part of the corpus cache key: bump when parsing changes
+READER_VERSION = 4          # part of the corpus cache key: bump when parsing changes
 MAX_LABEL_BYTES = 4 << 20    # label and header files (the largest are ~100 kB)
 MAX_INK_BYTES = 64 << 20     # ink files (the largest is ~4 MB)
 MAX_INCLUDE_DEPTH = 4
@@ -113,12 +113,13 @@ class Ink:
     writers: list             # .WRITER_ID in force at each component
     styles: list
     includes: list
+    blocks: tuple | None = None  # hover ink: (components, writers, styles) over every block, pen-up ones None
 
 
 def parse_ink(data: bytes) -> Ink:
-    """An ink file -> its components (first two coordinates of each point). Components are numbered
-    over .PEN_DOWN blocks only, unless some .PEN_UP block holds points (hover ink, e.g. ugi): then
-    over every block, pen-up ones kept as None so that they number but never draw."""
+    """An ink file -> its components (first two coordinates of each point), numbered over
+    .PEN_DOWN blocks only; where some .PEN_UP block holds points (hover ink), every block is kept
+    in ``blocks`` (pen-up ones as None) for ``numbered`` to choose from."""
     ink = Ink([], [], [], [])
     writer = style = ""
     block: list | None = None
@@ -152,11 +153,40 @@ def parse_ink(data: bytes) -> Ink:
         elif block is not None:
             block.append(ln)
     close()
-    if not hover:
-        keep = [i for i, c in enumerate(ink.components) if c is not None]
-        ink.components, ink.writers, ink.styles = ([v[i] for i in keep] for v in
-                                                   (ink.components, ink.writers, ink.styles))
+    if hover:
+        ink.blocks = (ink.components, ink.writers, ink.styles)
+    keep = [i for i, c in enumerate(ink.components) if c is not None]
+    ink.components, ink.writers, ink.styles = ([v[i] for i in keep] for v in (ink.components, ink.writers, ink.styles))
     return ink
+
+
+def numbered(ink: Ink, specs) -> Ink | None:
+    """The ink numbered the way its labels count, or None when the labels fit neither way.
+
+    Most contributors count .PEN_DOWN blocks only; where .PEN_UP blocks hold points (hover ink)
+    some count every block (hpp, nic, sta). Counting every block, the labels of such a file start
+    consistently on one kind of block: on pen-down blocks (hpp, nic), or on the pen-up block
+    before each word (sta); a pen-down count read as every block lands on either kind about as
+    often as not. So: every block when at least 90% of the labels start on one kind; else pen-down
+    blocks when every label lies within them; else None (lex, cec, ugi: labels that reach past the
+    pen-down blocks but start anywhere: read either way, the words shown are not the words
+    labelled)."""
+    if ink.blocks is None:
+        return ink
+    comps = ink.blocks[0]
+    starts, last = [], -1
+    for spec in specs:
+        nums = [int(n) for n in re.findall(r"(?:^|[-,])\s*(\d+)", spec)]
+        if nums:
+            starts.append(nums[0])
+            last = max(last, *nums)
+    on_down = [0 <= c < len(comps) and comps[c] is not None for c in starts]
+    share = sum(on_down) / max(len(on_down), 1)
+    if on_down and (share >= 0.9 or share <= 0.1):
+        return Ink(*ink.blocks, ink.includes)
+    if last < len(ink.components):
+        return ink
+    return None
 
 
 def select(ink: Ink, spec: str) -> list[np.ndarray]:
@@ -311,9 +341,13 @@ def read_unipen(path: str | os.PathLike, categories=DEFAULT_CATEGORIES) -> Readi
             problems["unreadable ink file"] += 1
             continue
         try:
-            ink = parse_ink(data)
+            ink = numbered(parse_ink(data), labels)
         except (ValueError, UnicodeDecodeError):
             problems["malformed ink file"] += 1
+            continue
+        if ink is None:
+            problems["ink whose labels fit no component numbering"] += 1
+            problems["segment whose labels fit no component numbering"] += len(labels)
             continue
         contributor = rel.split("/")[0]
         for comp, (level, quality, text, segcats, includes) in labels.items():
@@ -342,3 +376,146 @@ def read_unipen(path: str | os.PathLike, categories=DEFAULT_CATEGORIES) -> Readi
             problems["missing ink file"] += 1
             problems["segment of a missing ink file"] += len(labels)
     return Reading(segments, problems)
+
+
+# lines from words ----------------------------------------------------------------------------
+@dataclass
+class LineSample:
+    """A line-like training sample built from segments of one ink file."""
+    text: str
+    strokes: list             # (n, 2) float32, the ink's units, y up
+    writer: str
+    ink: str
+    words: int                # how many word segments it joins (0: a free-text segment as it is)
+    natural: bool             # True: the words sit where the writer put them; False: spaced here
+
+
+MARKER_RE = re.compile(r"\w@(\w|\s|$)")  # kai and others mark letters in words ("u@nive@rse", "skirt@")
+STITCH_CHARS = (24, 56)       # a stitched line's length in characters is drawn from this range
+WORD_GAP = 1.3                # a stitched gap in body heights where the ink shows too few of its own
+GAP_RANGE = (1.0, 2.0)        # a writer's own median gap, kept within this range (lists written close)
+
+
+def _first_component(spec: str) -> int:
+    return int(re.split(r"[-,:\s]", spec.strip())[0])
+
+
+def _geometry(strokes: list) -> tuple[float, float, float, float, float]:
+    """(xmin, xmax, baseline y, body height, y centre) of a word."""
+    pts = np.concatenate(strokes)
+    y = pts[:, 1]
+    lo, hi = np.percentile(y, 20), np.percentile(y, 80)
+    return float(pts[:, 0].min()), float(pts[:, 0].max()), float(lo), float(max(hi - lo, 1e-6)), float((lo + hi) / 2)
+
+
+def line_samples(segments: list, seed: int = 0, drop_bad: bool = True) -> tuple[list[LineSample], Counter]:
+    """Word and free-text segments -> line-like samples, per ink file:
+
+    - word segments in component order form *runs* where each word continues the line of the one
+      before (starts right of it, at about its height): a run of two or more words keeps the
+      writer's own spacing and baselines;
+    - the remaining single words of an ink file are stitched into lines of 24-56 characters:
+      each baseline moved onto the first word's, gaps of the median gap this ink's natural runs
+      show (within ``GAP_RANGE``; else ``WORD_GAP`` body heights), in one scale (one device, one writer);
+    - a free-text segment whose components are also labelled as words is left out (the words
+      cover it); other free-text segments are kept when they are one written line (no return
+      to the left below the start), and counted as dropped otherwise.
+    Returns the samples and why segments were left out."""
+    rng = np.random.default_rng(seed)
+    dropped: Counter = Counter()
+    by_ink: dict = defaultdict(list)
+    for s in segments:
+        if drop_bad and s.quality == "BAD":
+            dropped["quality BAD"] += 1
+            continue
+        if not " ".join(s.text.split()) or not s.strokes:
+            dropped["empty segment"] += 1
+            continue
+        if MARKER_RE.search(s.text):
+            dropped["'@' marks inside words (a transcription convention, not ink)"] += 1
+            continue
+        by_ink[s.ink].append(s)
+    out: list[LineSample] = []
+    for ink in sorted(by_ink):
+        segs = by_ink[ink]
+        words = sorted((s for s in segs if s.level == "WORD" and " " not in s.text.strip()),
+                       key=lambda s: _first_component(s.components))
+        worded = set()
+        for w in words:
+            worded.update(_component_set(w.components))
+        for s in segs:
+            if s.level == "WORD" and " " not in s.text.strip():
+                continue
+            comps = _component_set(s.components)
+            if comps and comps <= worded:
+                dropped["free text covered by its words"] += 1
+                continue
+            if _one_line(s.strokes):
+                out.append(LineSample(" ".join(s.text.split()), s.strokes, s.writer, ink, 0, True))
+            else:
+                dropped["free text over several lines"] += 1
+        if not words:
+            continue
+        geo = [_geometry(w.strokes) for w in words]
+        h = float(np.median([g[3] for g in geo]))
+        runs, gaps = [[0]], []
+        for i in range(1, len(words)):
+            (_, px, _, _, pc), (nx, _, _, _, nc) = geo[runs[-1][-1]], geo[i]
+            if -0.5 * h < nx - px < 4 * h and abs(nc - pc) < 1.0 * h and words[i].writer == words[runs[-1][-1]].writer:
+                gaps.append((nx - px) / h)
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        gap = float(np.clip(np.median(gaps), *GAP_RANGE)) if len(gaps) >= 3 else WORD_GAP
+        singles = []
+        for run in runs:
+            if len(run) == 1:
+                singles.append(run[0])
+                continue
+            out.append(LineSample(" ".join(words[i].text.strip() for i in run),
+                                  [st for i in run for st in words[i].strokes], words[run[0]].writer, ink, len(run), True))
+        i = 0
+        while i < len(singles):
+            target = rng.integers(*STITCH_CHARS)
+            chunk, chars = [], -1
+            while i < len(singles) and (not chunk or chars + 1 + len(words[singles[i]].text.strip()) <= target) \
+                    and (not chunk or words[singles[i]].writer == words[chunk[0]].writer):
+                chunk.append(singles[i])
+                chars += 1 + len(words[singles[i]].text.strip())
+                i += 1
+            strokes, x, base = [], None, geo[chunk[0]][2]
+            for j in chunk:
+                xmin, xmax, b, _, _ = geo[j]
+                dx = 0.0 if x is None else x - xmin
+                strokes += [(st + np.array([dx, base - b], np.float32)).astype(np.float32) for st in words[j].strokes]
+                x = xmax + dx + gap * h
+            out.append(LineSample(" ".join(words[j].text.strip() for j in chunk), strokes, words[chunk[0]].writer,
+                                  ink, len(chunk), len(chunk) == 1))
+    return out, dropped
+
+
+def _component_set(spec: str) -> set:
+    """'3-5,8' -> {3, 4, 5, 8}; an unparseable spec -> empty (never matches)."""
+    out = set()
+    try:
+        for part in re.split(r"[,\s]+", spec.strip()):
+            if not part:
+                continue
+            a, _, b = part.replace(":", "-").partition("-")
+            lo, hi = int(a), int(b or a)
+            if hi - lo > 100_000:
+                return set()
+            out.update(range(lo, hi + 1))
+    except ValueError:
+        return set()
+    return out
+
+
+def _one_line(strokes: list) -> bool:
+    """True unless the pen goes back left (a fifth of the width) and down (almost half the height) between strokes: a new line."""
+    pts = np.concatenate(strokes)
+    starts = np.array([s[0] for s in strokes])
+    ends = np.array([s[-1] for s in strokes])
+    width, height = float(np.ptp(pts[:, 0])) or 1.0, float(np.ptp(pts[:, 1]))
+    back = (starts[1:, 0] < ends[:-1, 0] - 0.2 * width) & (starts[1:, 1] < ends[:-1, 1] - 0.45 * height)
+    return not back.any()

@@ -66,3 +66,12 @@ class SynthesisModel(nn.Module):
 
     def start(self, tables, primer: np.ndarray | None) -> Stepper:
         raise NotImplementedError
+
+    def adopt(self, state: dict, old_chars: str, new_chars: str) -> None:
+        """Load the weights ``state`` of a network of this family trained on the alphabet
+        ``old_chars`` into this one, built for ``new_chars`` (warm start on a grown alphabet).
+        A family that cannot map characters accepts only an unchanged alphabet."""
+        if old_chars != new_chars:
+            from ..errors import HandsynthError
+            raise HandsynthError(f"the {self.arch} family cannot warm-start on a different alphabet")
+        self.load_state_dict({k: v.float() for k, v in state.items()})

@@ -31,7 +31,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import HandsynthError, Handwriter, load_model
 from ..layout import PageOptions, place
-from ..render import Drawing, Ink
+from ..drawing import Drawing
+from ..render import Ink
 from ..sampling import SamplingOptions
 from ..styles import MAX_CHARS as SAMPLE_MAX_CHARS
 from ..styles import MIN_CHARS as SAMPLE_MIN_CHARS

@@ -260,6 +260,29 @@ class Synthesizer(SynthesisModel):
         return nll.sum(), batch.mask.sum()
 
     @torch.no_grad()
+    def adopt(self, state: dict, old_chars: str, new_chars: str) -> None:
+        """Warm start on a grown alphabet: the one-hot window vector enters the first layer after
+        the 3 pen inputs and every upper layer between them and the layer below; each known
+        character's input columns move to its new place, a new character starts from the mean
+        of the known characters' columns plus a little noise (it then learns apart from them)."""
+        A = self.config.alphabet_size
+        if len(new_chars) + 1 != A or not set(old_chars) <= set(new_chars):
+            from ...errors import HandsynthError
+            raise HandsynthError("warm start: the new alphabet must hold every character of the old one")
+        old_of = torch.tensor([0] + [old_chars.index(c) + 1 if c in old_chars else -1 for c in new_chars])
+        known = old_of >= 0
+        g = torch.Generator().manual_seed(0)
+        state = {k: v.float() for k, v in state.items()}
+        for name in ["cell1.weight_ih"] + [f"upper.{i}.weight_ih_l0" for i in range(self.config.layers - 1)]:
+            W = state[name]
+            chars = W[:, 3:3 + len(old_chars) + 1]
+            mean = chars[:, 1:].mean(1, keepdim=True)
+            spread = chars[:, 1:].std() * 0.1
+            grown = torch.where(known[None, :], chars[:, old_of.clamp(min=0)],
+                                mean + spread * torch.randn(W.shape[0], A, generator=g))
+            state[name] = torch.cat([W[:, :3], grown, W[:, 3 + len(old_chars) + 1:]], 1)
+        self.load_state_dict(state)
+
     def start(self, tables, primer: np.ndarray | None):
         """A batch of lines ready to write (see ``SynthesisModel.start``): the compiled step
         where it runs, else the PyTorch one. Each text (row r writes text r % tables.n_texts) is

@@ -1,0 +1,54 @@
+"""Training on a mix: IAM-OnDB lines with UNIPEN-like lines (by form id), an alphabet grown to
+the characters the mix has often enough, a warm start from a trained model, and each epoch's
+share of UNIPEN lines."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from handsynth import checkpoint
+from handsynth.data.corpus import Corpus, load_corpus, make_batch
+from handsynth.strokes import normalize_line
+from handsynth.train import MIN_CHAR_COUNT, SynthesisTask, TrainConfig, trainer
+
+from conftest import line_strokes
+
+
+def _mix(tiny_iam, cache_dir) -> Corpus:
+    corpus = load_corpus(tiny_iam, cache_dir=cache_dir, progress=False)
+    texts = ["the $ cat $", "a $ mat"] * (MIN_CHAR_COUNT // 2) + ["a ~ dog"] * 3
+    extra = Corpus([normalize_line(line_strokes(t)) for t in texts], texts,
+                   [f"unipen:ink:{i}" for i in range(len(texts))], [f"unipen:w{i % 7}" for i in range(len(texts))],
+                   np.zeros(len(texts), np.int64))
+    corpus.extend(extra)
+    return corpus
+
+
+def test_warm_start_grows_the_alphabet_and_keeps_what_it_knew(tiny_iam, cache_dir, tiny_model, tmp_path):
+    init = checkpoint.read(tiny_model)
+    corpus = _mix(tiny_iam, cache_dir)
+    tc = TrainConfig(batch_size=8, max_steps=4, eval_every=4, unipen_share=0.3)
+    task = SynthesisTask(corpus, "tiny", tc, init=init)
+    assert "$" in task.alphabet and "~" not in task.alphabet       # 100+ examples in; 3 out
+    assert set(init["alphabet"]) < set(task.alphabet.chars)
+    assert not any("~" in t for t in task.corpus.texts) and task.corpus.dropped["characters too rare to learn"] == 3
+    np.testing.assert_array_equal(task.mean, np.array(init["offset_mean"], np.float32))
+    # the warm-started network computes what the file's network does on text it could write
+    old, _ = checkpoint.load(tiny_model)
+    from handsynth.alphabet import Alphabet
+    i = int(task.corpus.indices("train")[0])
+    off, text = task.corpus.offsets[i], task.corpus.texts[i]
+    with torch.no_grad():
+        a = old.loss(make_batch([off], [text], Alphabet(init["alphabet"]), task.mean, task.std))[0]
+        b = task.model.loss(make_batch([off], [text], task.alphabet, task.mean, task.std))[0]
+    assert torch.allclose(a, b, rtol=1e-5), (a, b)
+    # each epoch draws UNIPEN lines to make 30% of it
+    use = task.epoch_lines(np.random.default_rng(0))
+    share = task.from_unipen[use].mean()
+    assert abs(share - 0.3) < 0.02, share
+    # and the shared loop trains it, reporting IAM and UNIPEN validation apart
+    history = trainer(corpus, tmp_path, "tiny", tc, progress=False, init=init).run()
+    assert history[-1]["step"] == 4 and np.isfinite(history[-1]["validation_nll"])
+    assert "validation_nll_unipen" in history[-1]
+    meta = checkpoint.read(tmp_path / "model.pt")
+    assert "$" in meta["alphabet"] and meta["config"]["alphabet_size"] == len(meta["alphabet"]) + 1
