@@ -105,6 +105,23 @@ def baseline(strokes: Strokes, bins: int | None = None) -> tuple[float, float, f
     return slope, intercept, float(np.std(resid))
 
 
+DOT_SIZE = 0.06   # a dot drawn as a tiny stroke: its height in line heights (IAM-OnDB's 3-point strokes: median 0.12)
+
+
+def dots_as_strokes(strokes: Strokes, size: float = DOT_SIZE) -> Strokes:
+    """One-point strokes (a canvas's i-dots and full stops) -> three-point strokes ``size`` line
+    heights (10-90th percentile of y) tall, as a pen records a dot. A priming sample ending in a
+    one-point stroke made the network start every line with a dot and a damaged first letter
+    (".Met me", ".ith a bit"); pen-recorded dots, as in IAM-OnDB, do not."""
+    strokes = [np.asarray(st, np.float32).reshape(-1, 2) for st in strokes]
+    if not any(len(st) == 1 for st in strokes):
+        return strokes
+    y = np.concatenate(strokes)[:, 1]
+    r = size / 2 * max(float(np.percentile(y, 90) - np.percentile(y, 10)), 1e-6)
+    step = np.array([[0.0, 0.0], [r, -r], [0.0, -2 * r]], np.float32)
+    return [st + step if len(st) == 1 else st for st in strokes]
+
+
 @dataclass(frozen=True)
 class Normalization:
     """How a raw line becomes training offsets (stored with the corpus cache and checkpoints)."""

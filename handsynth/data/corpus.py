@@ -17,7 +17,7 @@ import torch
 from ..alphabet import Alphabet
 from ..checkpoint import atomic_target
 from ..errors import HandsynthError
-from ..strokes import Normalization, normalize_line, standardize
+from ..strokes import Normalization, dots_as_strokes, normalize_line, standardize
 from .iam import iter_iam, locate, source_signature
 from .samples import Sample, load_samples
 from . import unipen as _unipen
@@ -186,7 +186,7 @@ def samples_corpus(samples: list[Sample], norm: Normalization = Normalization())
     """Captured samples as training lines (always in the train split)."""
     corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm)
     for i, s in enumerate(samples):
-        off, why = _accept(s.text, s.strokes, norm)
+        off, why = _accept(s.text, dots_as_strokes(s.strokes), norm)   # canvas dots drawn as pens record them
         if off is None:
             corpus.dropped[why] += 1
             continue

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.samples import Sample, load_samples, parse_sample
 from ..errors import HandsynthError
-from ..strokes import normalize_line
+from ..strokes import dots_as_strokes, normalize_line
 
 BANK = Path(__file__).with_name("bank.json")
 MIN_CHARS, MAX_CHARS = 8, 120
@@ -27,7 +27,7 @@ class Style:
     source: str = ""          # attribution
 
     def offsets(self) -> np.ndarray:
-        return normalize_line(list(self.strokes))
+        return normalize_line(dots_as_strokes(self.strokes))
 
 
 @lru_cache(maxsize=1)
