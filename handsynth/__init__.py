@@ -3,9 +3,11 @@
     import handsynth
     hw = handsynth.load_model()                  # the shipped model: "lstm", or a path to a model file
     drawing = hw.write("Dear Ada,\\nthank you!", style="s03", bias=2.0, seed=1)
-    drawing.save("note.png")                     # .png, .svg or .pdf
+    drawing.save("note.png")                     # .png .svg .pdf .gcode .inkml .gif .webp
     png_bytes, svg_text = drawing.to_png(), drawing.to_svg()
     drawing.strokes                              # list of (n, 2) arrays, page pixels
+    drawing.words                                # each word with its strokes
+    again = hw.redo_word(drawing, 2, seed=5)     # word 2 written anew, the rest of the page kept
 
 This module is the index of the public API; the flow itself reads from the file names:
 ``writer`` (the facade) -> ``sampling`` (options, the policy) -> ``models/<family>`` (the
@@ -17,20 +19,54 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from .alphabet import Alphabet
 from .errors import HandsynthError
-from .layout import PageOptions
-from .drawing import Drawing
-from .render import Ink
-from .sampling import SamplingOptions
-from .styles import Style, builtin_styles
-from .writer import MAX_WRITE_CHARS, Handwriter
+
+if TYPE_CHECKING:   # the heavy names load on first use (__getattr__), so that importing a light
+    from .drawing import Drawing                    # part (the vpype plugin) does not load torch
+    from .layout import PageOptions
+    from .render import Ink
+    from .sampling import SamplingOptions
+    from .styles import Style
+    from .writer import MAX_WRITE_CHARS, Handwriter
 
 __all__ = ["load_model", "available_models", "available_styles", "Handwriter", "HandsynthError", "SamplingOptions",
            "PageOptions", "Ink", "Drawing", "Style", "ModelInfo", "MAX_WRITE_CHARS"]
+
+
+def __getattr__(name: str):
+    """The public names that need torch, matplotlib or the style bank, imported when first asked
+    for (PEP 562); and submodules by attribute (``handsynth.styles``), as when this module
+    imported them all."""
+    if name in ("Handwriter", "MAX_WRITE_CHARS"):
+        from . import writer as module
+    elif name == "SamplingOptions":
+        from . import sampling as module
+    elif name == "PageOptions":
+        from . import layout as module
+    elif name == "Ink":
+        from . import render as module
+    elif name == "Drawing":
+        from . import drawing as module
+    elif name == "Style":
+        from . import styles as module
+    elif name == "Alphabet":
+        from . import alphabet as module
+    elif not name.startswith("_") and (Path(__file__).with_name(name + ".py").exists()
+                                       or Path(__file__).with_name(name).joinpath("__init__.py").exists()):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | {"Alphabet"})
+
 
 WEIGHTS = Path(__file__).with_name("weights")
 
@@ -58,6 +94,7 @@ def available_models() -> list[ModelInfo]:
 
 def available_styles() -> list[Style]:
     """The built-in styles (id, name, the text of their priming sample)."""
+    from .styles import builtin_styles
     return list(builtin_styles())
 
 
@@ -79,7 +116,11 @@ def model_file(model: str | os.PathLike | None = None) -> tuple[Path, str | None
 def load_model(model: str | os.PathLike | None = None) -> Handwriter:
     """A shipped model by name (``"lstm"``; default: the first of ``available_models()``), or a
     model file: weights exported by ``handsynth train``, or one of its checkpoints."""
+    import numpy as np
+
     from . import checkpoint
+    from .alphabet import Alphabet
+    from .writer import Handwriter
 
     path, name = model_file(model)
     net, meta = checkpoint.load(path)

@@ -25,13 +25,27 @@ def _write(a) -> None:
     output = _output(a, fmt)
     if a.style and a.style_file:
         raise HandsynthError("give either --style or --style-file, not both")
+    if a.redo_seed is not None and not a.redo_word:
+        raise HandsynthError("--redo-seed needs --redo-word N (the word to write again)")
+    if any(n < 1 for n in a.redo_word or []):
+        raise HandsynthError("--redo-word counts the words from 1 (the first word of the text is 1)")
+    if a.redo_seed is not None and a.redo_seed < 0:
+        raise HandsynthError(f"--redo-seed must be 0 or more (got {a.redo_seed})")
+    redo = {n - 1: 1 if a.redo_seed is None else a.redo_seed for n in a.redo_word or []}
     hw = handsynth.load_model(a.model)
     style = Path(a.style_file) if a.style_file else a.style
-    drawing = hw.write(text, style=style, bias=a.bias, seed=a.seed, width=a.width, align=a.align,
-                       stroke_width=a.stroke_width, color=a.color,
-                       background=None if a.transparent else Ink.background, dpi=a.dpi, skip_unknown=a.skip_unknown,
-                       paper=a.paper, landscape=a.landscape, margin_mm=a.margin, line_spacing_mm=a.line_spacing,
-                       x_height_mm=a.x_height, ruling=a.ruling, pen=a.pen, ink_variation=a.ink_variation)
+    try:
+        drawing = hw.write(text, style=style, bias=a.bias, seed=a.seed, width=a.width, align=a.align,
+                           stroke_width=a.stroke_width, color=a.color,
+                           background=None if a.transparent else Ink.background, dpi=a.dpi,
+                           skip_unknown=a.skip_unknown, paper=a.paper, landscape=a.landscape, margin_mm=a.margin,
+                           line_spacing_mm=a.line_spacing, x_height_mm=a.x_height, ruling=a.ruling, pen=a.pen,
+                           ink_variation=a.ink_variation, redo=redo or None)
+    except HandsynthError as e:
+        if getattr(e, "words", None) is None:
+            raise
+        raise HandsynthError(f"--redo-word {max(a.redo_word)}: the text has {e.words} word(s), "
+                             f"counted from 1") from None
     for path in drawing.save(a.output, output):
         if not a.quiet:
             print(path)
@@ -121,9 +135,17 @@ def _eval(a) -> None:
     from .evaluate import run_report
     report = run_report(model=a.model, iam=a.iam, out=a.out, texts=a.texts, bias=a.bias, seed=a.seed,
                         recognizer=a.recognizer, progress=not a.quiet, quick=a.quick, hard=a.hard, forms=a.forms,
-                        judge=not a.no_judge, style_encoder=a.style_encoder)
+                        judge=not a.no_judge, style_encoder=a.style_encoder, hard_alphabet=_alphabet_of(a.hard_like))
     if not a.quiet:
         print(json.dumps(report["headline"], indent=1))
+
+
+def _alphabet_of(model) -> str | None:
+    """``--hard-like MODEL``: the characters that model writes (None: no restriction)."""
+    if model is None:
+        return None
+    from . import checkpoint, model_file
+    return checkpoint.read(model_file(model)[0])["alphabet"]
 
 
 def _recognizer(a) -> None:
@@ -207,6 +229,11 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--model", help=MODEL_HELP)
     w.add_argument("-q", "--quiet", action="store_true")
     w.add_argument("--animate", action="store_true", help="an SVG in which the pen draws each stroke in turn")
+    w.add_argument("--redo-word", type=int, action="append", metavar="N",
+                   help="write word N again (counted from 1 over the whole text; repeatable), "
+                        "keeping the rest of the page: the same text, seed and options give the same page")
+    w.add_argument("--redo-seed", type=int, metavar="S",
+                   help="the seed of the rewritten word(s) (default 1); another seed, another writing")
     pl = w.add_argument_group("pen plotters (.gcode, or .svg with --plotter; see docs/plotter.md)")
     pl.add_argument("--plotter", action="store_true",
                     help="SVG for plotters: one polyline per stroke in an Inkscape layer per colour, for vpype and AxiDraw")
@@ -287,6 +314,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--forms", type=int, default=40, help="held-out forms for writer retrieval (0: skip)")
     e.add_argument("--style-encoder", help="style encoder weights (default: the shipped one)")
     e.add_argument("--no-judge", action="store_true", help="skip Tesseract, the independent reader")
+    e.add_argument("--hard-like", metavar="MODEL", help="only the hard texts that MODEL can write too "
+                                                         "(to compare models with different alphabets)")
     e.add_argument("--quick", action="store_true", help="a small run for development (a few minutes)")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_eval)

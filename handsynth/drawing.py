@@ -6,6 +6,10 @@ layers for vpype and AxiDraw), ``.gcode`` (``plotter.gcode``), ``.inkml`` (``ink
 ``.gif``/``.webp`` animations (``animate.animation``). PNG, SVG, G-code, GIF and WebP write one
 file per page (``out-1.png``, ``out-2.png``, ...); PDF and InkML hold every page in one file.
 Several files are written all or none.
+
+A drawing made by ``Handwriter.write`` knows its words (``Drawing.words``: each word's strokes,
+from the sampler's alignment) and how it was written (``source``), so that
+``Handwriter.redo_word`` can write one word again and keep the rest of the page.
 """
 from __future__ import annotations
 
@@ -53,17 +57,59 @@ class Output:
             raise HandsynthError("G-code options are for .gcode files")
 
 
+@dataclass(frozen=True)
+class Word:
+    """A word on the page: ``index`` counts the drawing's words in reading order from 0 (every
+    page, every line; a word broken across two lines counts twice). Its strokes are
+    ``drawing.pages[page].strokes[start:stop]``; ``box`` is their extent (x0, y0, x1, y1) in page
+    pixels, None when no stroke writes the word."""
+    index: int
+    text: str
+    page: int
+    line: int        # its line's place in pages[page].lines
+    start: int
+    stop: int
+    box: tuple | None
+
+
 @dataclass
 class Drawing:
     """Generated handwriting laid out on one or more pages, ready to render."""
     pages: list
     ink: Ink = field(default_factory=Ink)
-    lines: list = field(default_factory=list)  # the sampled lines (sampling.Line), for analysis
+    lines: list = field(default_factory=list)  # the sampled lines (sampling.Line) as first written, for analysis
+    source: object = None   # how it was written (writer.Written), for Handwriter.redo_word
 
     @property
     def strokes(self) -> list:
         """Every stroke of every page as (n, 2) float32 arrays of page pixels (y down)."""
         return [s for p in self.pages for s in p.strokes]
+
+    @property
+    def words(self) -> list[Word]:
+        """Every word with its strokes (empty for a drawing whose words are not known)."""
+        out = []
+        for p, page in enumerate(self.pages):
+            first = 0
+            for j, line in enumerate(page.lines):
+                for span in line.words:
+                    mine = line.strokes[span.start:span.stop]
+                    box = None
+                    if mine:
+                        lo = min(float(s[:, 0].min()) for s in mine), min(float(s[:, 1].min()) for s in mine)
+                        hi = max(float(s[:, 0].max()) for s in mine), max(float(s[:, 1].max()) for s in mine)
+                        box = (*lo, *hi)
+                    out.append(Word(len(out), span.text, p, j, first + span.start, first + span.stop, box))
+                first += len(line.strokes)
+        return out
+
+    def word_strokes(self, index: int) -> list:
+        """The strokes of word ``index`` (``words``), page pixels."""
+        words = self.words
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(words):
+            raise HandsynthError(f"word {index!r} does not exist: the drawing has {len(words)} word(s), numbered from 0")
+        w = words[index]
+        return self.pages[w.page].strokes[w.start:w.stop]
 
     def to_png(self, page: int = 0) -> bytes:
         return page_png(self.pages[self._page(page)], self.ink, self._page(page))
@@ -80,12 +126,13 @@ class Drawing:
                                  f"numbered from 0")
         return page
 
-    def render(self, fmt: str, output: Output = Output()) -> list[bytes]:
-        """The file(s) for a format: one per page, or one for PDF and InkML."""
+    def render(self, fmt: str, output: Output = Output(), page: int | None = None) -> list[bytes]:
+        """The file(s) for a format: one per page, or one for PDF and InkML. ``page`` (from 0):
+        only that page's file (PDF and InkML still hold every page)."""
         if fmt not in FORMATS:
             raise HandsynthError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
         output.check(fmt)
-        pages = range(len(self.pages))
+        pages = range(len(self.pages)) if page is None else [self._page(page)]
         if fmt == "pdf":
             return [self.to_pdf()]
         if fmt == "png":
@@ -103,6 +150,7 @@ class Drawing:
             return [self.to_svg(i).encode() for i in pages]
         from .plotter import GcodeOptions, gcode, plot_pages, plotter_svg
         plotted = plot_pages(self, order=output.order, tolerance=output.simplify)
+        plotted = [plotted[i] for i in pages]
         if fmt == "svg":
             return [plotter_svg(p).encode() for p in plotted]
         return [gcode(p, output.gcode or GcodeOptions()).encode() for p in plotted]

@@ -375,13 +375,16 @@ def _sample_sets(hw, styles, sets: dict, bias: float, seed: int) -> dict:
 
 
 def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions.bias, seed=0, recognizer=None,
-               progress=True, quick=False, hard=None, forms=40, judge=True, style_encoder=None) -> dict:
+               progress=True, quick=False, hard=None, forms=40, judge=True, style_encoder=None,
+               hard_alphabet: str | None = None) -> dict:
     """The ``handsynth eval`` report (JSON + Markdown + sheets) in ``out``: on held-out IAM-OnDB
     texts and on the hard-text set (``measures.load_hard_texts``; ``hard`` of them, default all),
     never mixed: completion, pen lifts, CER overall and by character class by our recogniser and
     by Tesseract (``judge``) next to Tesseract on real lines, handwriting fonts and a print font,
     baseline and size drift, end-of-line strays, and writer retrieval over ``forms`` held-out
-    forms (``style_fidelity``). ``quick``: the ``QUICK`` sizes."""
+    forms (``style_fidelity``). ``quick``: the ``QUICK`` sizes. ``hard_alphabet``: only the hard
+    texts these characters can write too (to compare a model with a larger alphabet on the texts
+    another one writes)."""
     import handsynth
     from . import judge as tesseract
     from .data.corpus import load_corpus
@@ -409,7 +412,8 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     if not pick:
         raise HandsynthError(f"{iam}: no test-form lines the model can write; eval needs held-out test forms")
     chosen = [corpus.texts[i] for i in pick]
-    hard_texts = load_hard_texts(hw.alphabet.chars)[:hard]
+    chars = hw.alphabet.chars if hard_alphabet is None else "".join(set(hw.alphabet.chars) & set(hard_alphabet))
+    hard_texts = load_hard_texts(chars)[:hard]
     report["hard_texts"] = len(hard_texts)
     rec = None
     if rec_path is not None:  # checked before the slow part

@@ -89,11 +89,20 @@ def straighten(offsets: np.ndarray) -> tuple[list, float]:
     return strokes, float(np.degrees(angle))
 
 
+@dataclass(frozen=True)
+class WordSpan:
+    """A word of a placed line and the strokes that write it: ``strokes[start:stop]``."""
+    text: str
+    start: int
+    stop: int
+
+
 @dataclass
 class PlacedLine:
     text: str
     strokes: list                   # (n, 2) arrays in page pixels, y down
     angle_removed: float = 0.0      # degrees of baseline slope straightened away
+    words: list = field(default_factory=list)   # WordSpan per word, in order (when the writer knows them)
 
 
 @dataclass(frozen=True)
@@ -136,10 +145,12 @@ class Page:
         return [s for line in self.lines for s in line.strokes]
 
 
-def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True) -> list[Page]:
+def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True,
+          words: list | None = None) -> list[Page]:
     """Place generated lines (``offsets[i]`` writes ``texts[i]``; an empty text is a blank line)
     on pages. A single page is cut to its content (``tight``, not a sheet of paper); multi-page
-    output keeps full pages."""
+    output keeps full pages. ``words[i]``, if given: line i's ``WordSpan`` list, kept with its
+    placed line."""
     straight = [straighten(o) if t else ([], 0.0) for t, o in zip(texts, offsets)]
     avail = opts.width - 2 * opts.margin
     widths = [bounds(s)[2] - bounds(s)[0] for s, _ in straight if s]
@@ -151,6 +162,7 @@ def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True
     per_page = opts.lines_per_page
     pages, chunk = [], []
     rows = list(zip(texts, straight))
+    spans = list(words) if words is not None else [[] for _ in texts]
     for i in range(0, max(len(rows), 1), per_page):
         chunk = rows[i:i + per_page]
         page = Page(opts.width, opts.height, ruling=opts.ruling and Ruling(
@@ -165,7 +177,7 @@ def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True
                   "right": opts.width - opts.margin - w}[opts.align] - xmin * xh
             pts = np.concatenate(strokes) * np.array([xh, -xh], np.float32) + np.array([x0, y0], np.float32)
             placed = np.split(pts.astype(np.float32), np.cumsum([len(s) for s in strokes])[:-1])
-            page.lines.append(PlacedLine(text, placed, angle))
+            page.lines.append(PlacedLine(text, placed, angle, list(spans[i + j] or [])))
         pages.append(page)
     if tight and not opts.sheet and len(pages) == 1 and pages[0].lines:
         ymax = max(float(s[:, 1].max()) for s in pages[0].strokes)

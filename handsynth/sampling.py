@@ -27,6 +27,8 @@ CANDIDATES = 2            # each line is written this many times at once; the fi
 NARROW_AT = 60            # pen steps (about 5 characters) after which a line keeps only its candidate furthest along
 MAX_PASSES = 2            # passes for lines with no plausible candidate (stalled or scribbled)
 MAX_STEPS_PER_CHAR = 22.0 # a line dawdling longer is scribbled (typical: 11-15; measured, see docs/measurements.md)
+WORD_CUT_REACH = 2        # word_strokes: strokes a cut between two words may move to widen the gap between them
+WORD_CUT_STEP = 0.05      # ... at this cost (x-heights of gap) per pen step then on another word than its own
 
 
 @dataclass(frozen=True)
@@ -222,19 +224,104 @@ def line_width(line: Line) -> float:
     return float(x.max() - x.min()) if len(x) else 0.0
 
 
+def char_words(text: str) -> np.ndarray:
+    """For each character of ``text``, its word's place among ``text.split(" ")``; -1 for a space."""
+    owner = np.full(len(text), -1, np.int64)
+    start = 0
+    for k, word in enumerate(text.split(" ")):
+        owner[start:start + len(word)] = k
+        start += len(word) + 1
+    return owner
+
+
+def text_focus(line: Line) -> np.ndarray:
+    """For each pen step, the character of ``line.text`` the alignment's argmax sits on."""
+    return line.phi[:, :len(line.text)].argmax(1)
+
+
+def step_words(line: Line) -> np.ndarray:
+    """For each pen step, the word the alignment's argmax sits on (its place among
+    ``line.text.split(" ")``), or -1 on a space (``line.phi`` needed)."""
+    return char_words(line.text)[text_focus(line)]
+
+
 def word_widths(line: Line) -> list[tuple[str, float]]:
     """Each word of the line with the written width (x-heights) of the pen steps the attention
     window spent on it (``line.phi`` needed)."""
     if line.phi is None or not len(line.offsets):
         return []
     x = np.cumsum(line.offsets[:, 0])
-    focus = line.phi[:, :len(line.text)].argmax(1)
-    out, start = [], 0
-    for word in line.text.split(" "):
-        span = np.flatnonzero((focus >= start) & (focus < start + len(word)))
+    owner = step_words(line)
+    out = []
+    for k, word in enumerate(line.text.split(" ")):
+        span = np.flatnonzero(owner == k)
         out.append((word, float(np.ptp(x[span])) if len(span) else 0.0))
-        start += len(word) + 1
     return out
+
+
+def word_strokes(line: Line) -> list[tuple[str, int, int]]:
+    """Each word of the line with the strokes that write it: ``(word, first, stop)``, a range of
+    the line's strokes (``strokes.offsets_to_strokes`` order; ``line.phi`` needed).
+
+    A stroke belongs to the word most of its pen steps are on (``step_words``). A stroke written
+    while the window sat on a space (the end of a word, a late i-dot or t-bar) goes with the
+    word beside that space nearer to it on the page (the one before on a tie). The words keep
+    their order, so the ranges follow one another and cover every stroke: a stroke out of order
+    goes with its neighbours. The window runs a little ahead of the pen, so each cut between two
+    words then moves (by up to ``WORD_CUT_REACH`` strokes) to where the two stand furthest apart
+    on the page. A word no stroke writes has an empty range where it would be."""
+    words = line.text.split(" ")
+    if line.phi is None or not len(line.offsets):
+        return []
+    n = len(line.offsets)
+    cuts = np.unique(np.r_[0, np.flatnonzero(line.offsets[:, 2] > 0.5) + 1, n])
+    stroke_of_step = np.repeat(np.arange(len(cuts) - 1), np.diff(cuts))
+    chars, focus = char_words(line.text), text_focus(line)
+    owner = step_words(line)
+    on = owner >= 0
+    votes = np.zeros((len(cuts) - 1, len(words)))
+    np.add.at(votes, (stroke_of_step[on], owner[on]), 1.0)
+    x = np.cumsum(line.offsets[:, 0])
+    extent = [(x[owner == k].min(), x[owner == k].max()) if (owner == k).any() else None for k in range(len(words))]
+    for k in np.flatnonzero(votes.sum(1) == 0):   # all on spaces: the nearer word beside the space
+        steps = slice(cuts[k], cuts[k + 1])
+        space = int(np.bincount(focus[steps]).argmax())
+        centre = float(x[steps].mean())
+        near = [(abs(centre - np.clip(centre, *extent[w])), i, w) for i, w in enumerate(
+            (chars[space - 1] if space > 0 else -1, chars[space + 1] if space + 1 < len(chars) else -1))
+            if w >= 0 and extent[w] is not None]
+        if near:
+            votes[k, min(near)[2]] = 0.01   # a preference only: never outweighs a pen step on a letter
+    # the ordered assignment with the most pen steps on their own word (dynamic programming)
+    best = np.zeros_like(votes)
+    best[0] = votes[0]
+    for k in range(1, len(votes)):
+        best[k] = votes[k] + np.maximum.accumulate(best[k - 1])
+    assign = np.zeros(len(votes), np.int64)
+    w = len(words) - 1
+    for k in range(len(votes) - 1, -1, -1):
+        w = int(np.argmax(best[k, :w + 1]))   # the earliest of equals
+        assign[k] = w
+    first = np.searchsorted(assign, np.arange(len(words)), side="left")
+    stop = np.searchsorted(assign, np.arange(len(words)), side="right")
+    # The window runs a little ahead of the pen: a word's last stroke (a k's kick, the end of a u)
+    # can sit on the space or the next word's first letter. Each cut between two written words
+    # moves by up to WORD_CUT_REACH strokes to where the words stand furthest apart on the page,
+    # less WORD_CUT_STEP for every pen step then counted on another word than its own.
+    lo_x = np.minimum.reduceat(x, cuts[:-1])
+    hi_x = np.maximum.reduceat(x, cuts[:-1])
+    for w in range(1, len(words)):
+        a, b, c = first[w - 1], first[w], stop[w]
+        if a == b or b == c:
+            continue
+        scores = {}
+        for cut in range(max(a + 1, b - WORD_CUT_REACH), min(c - 1, b + WORD_CUT_REACH) + 1):
+            moved = slice(min(cut, b), max(cut, b))   # strokes that change word
+            lost = (votes[moved, w - 1] - votes[moved, w]).sum() * (1 if cut < b else -1)
+            gap = float(lo_x[cut:c].min() - hi_x[a:cut].max())
+            scores[cut] = (gap - WORD_CUT_STEP * float(lost), -abs(cut - b))
+        first[w] = stop[w - 1] = max(scores, key=scores.get)
+    return [(word, int(a), int(b)) for word, a, b in zip(words, first, stop)]
 
 
 def badness(line: Line) -> float:

@@ -10,6 +10,9 @@ layer (``-l/--layer``, default: the current one, else a new one). The strokes ar
 ``plotter.plot_pages`` in their written order (vpype's ``linesort`` orders them): the page in true
 size (``--width`` pixels at ``--dpi``), its top-left corner at (0, 0); several pages are stacked
 one below the other. Ink colour and pen width are vpype's business (``color``, ``penwidth``).
+
+vpype imports every installed plugin when it starts, so this module stays light: it imports no
+torch (nor the ``handsynth`` writer) until the command runs.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ from .errors import HandsynthError
 from .layout import ALIGNS, PageOptions
 from .plotter import plot_pages
 from .render import Ink
-from .sampling import SamplingOptions
 
 
 @lru_cache(maxsize=2)
@@ -34,10 +36,15 @@ def _writer(model: str | None):
     return handsynth.load_model(model)
 
 
-def lines(text: str, style=None, bias: float = SamplingOptions.bias, seed: int = SamplingOptions.seed,
+def lines(text: str, style=None, bias: float | None = None, seed: int | None = None,
           width: int = PageOptions.width, dpi: int = Ink.dpi, align: str = PageOptions.align,
           model: str | None = None, skip_unknown: bool = False) -> vp.LineCollection:
-    """The writing as a vpype ``LineCollection`` (vpype's units: CSS pixels, 1/96 inch)."""
+    """The writing as a vpype ``LineCollection`` (vpype's units: CSS pixels, 1/96 inch). ``bias``
+    and ``seed``: None for ``SamplingOptions``' defaults."""
+    from .sampling import SamplingOptions   # (torch: only once there is something to write)
+
+    bias = SamplingOptions.bias if bias is None else bias
+    seed = SamplingOptions.seed if seed is None else seed
     drawing = _writer(model).write(text, style=style, bias=bias, seed=seed, width=width, align=align,
                                    dpi=dpi, skip_unknown=skip_unknown)
     px = vp.convert_length("mm")
@@ -56,10 +63,10 @@ def lines(text: str, style=None, bias: float = SamplingOptions.bias, seed: int =
               help="A built-in style id or name (see `handsynth styles`).")
 @click.option("--style-file", type=vpype_cli.PathType(exists=True, dir_okay=False), default=None,
               help="A JSON sample of your own handwriting.")
-@click.option("--bias", type=vpype_cli.FloatType(), default=SamplingOptions.bias,
-              help=f"Neatness: 0 wild ... 10 very neat (default: {SamplingOptions.bias}).")
-@click.option("--seed", type=vpype_cli.IntegerType(), default=SamplingOptions.seed,
-              help=f"Random seed (default: {SamplingOptions.seed}).")
+@click.option("--bias", type=vpype_cli.FloatType(), default=None,
+              help="Neatness: 0 wild ... 10 very neat (default: as `handsynth write`).")
+@click.option("--seed", type=vpype_cli.IntegerType(), default=None,
+              help="Random seed (default: as `handsynth write`).")
 @click.option("--width", type=vpype_cli.IntegerType(), default=PageOptions.width,
               help=f"Page width in pixels, as `handsynth write --width` (default: {PageOptions.width}).")
 @click.option("--dpi", type=vpype_cli.IntegerType(), default=Ink.dpi,

@@ -166,7 +166,7 @@ BAD = [
     ({"seed": -1}, "seed"),
     ({"seed": 2**31}, "seed"),
     ({"seed": 1.5}, "seed"),
-    ({"format": "gif"}, "format"),
+    ({"format": "jpeg"}, "format"),
     ({"width": 100}, "width"),
     ({"width": 100000}, "width"),
     ({"stroke_width": 0}, "stroke_width"),
@@ -192,6 +192,49 @@ BAD = [
     ({"style_sample": {**style_sample(), "file": "/etc/passwd"}}, "unknown field"),
     ({"style_sample": {**style_sample(), "text": "hello \u4e2d\u6587 there"}}, "cannot write"),
     ({"style": "s01", "style_sample": style_sample()}, "not both"),
+    # outputs, paper and pens (issue 17)
+    ({"format": "png", "animate": True}, "'animate' is for format svg"),
+    ({"format": "gif", "animate": True}, "'animate' is for format svg"),
+    ({"format": "svg", "animate": True, "plotter": True}, "not both"),
+    ({"plotter": True}, "'plotter' is for format svg"),
+    ({"simplify": 0.5}, "'simplify' and 'order' are for plotter output"),
+    ({"format": "svg", "order": False}, "plotter output"),
+    ({"format": "gcode", "simplify": 99}, "simplify"),
+    ({"format": "gcode", "simplify": -1}, "simplify"),
+    ({"gcode": {"feed": 500}}, "'gcode' settings are for format gcode"),
+    ({"format": "gcode", "gcode": {"pen": "laser"}}, "gcode.pen"),
+    ({"format": "gcode", "gcode": {"pen": "custom"}}, "pen down command must be one line"),
+    ({"format": "gcode", "gcode": {"pen": "custom", "pen_down": "M3\nM5", "pen_up": "M5"}}, "one line"),
+    ({"format": "gcode", "gcode": {"pen": "servo", "pen_down": "M3"}}, "are for pen=custom"),
+    ({"format": "gcode", "gcode": {"pen": "z", "z_down": 5, "z_up": 1}}, "must be above z down"),
+    ({"format": "gcode", "gcode": {"feed": 0}}, "gcode.feed"),
+    ({"format": "gcode", "gcode": {"offset": [1]}}, "gcode.offset"),
+    ({"format": "gcode", "gcode": {"file": "/etc/passwd"}}, "unknown field"),
+    ({"paper": "a9"}, "unknown paper 'a9'"),
+    ({"paper": "1x1mm"}, "out of range"),
+    ({"paper": "x" * 41}, "paper"),
+    ({"paper": "a4", "width": 800}, "not both"),
+    ({"landscape": True}, "send 'paper' too"),
+    ({"margin": 10}, "send 'paper' too"),
+    ({"paper": "a6", "margin": 60}, "no room to write"),
+    ({"paper": "a6", "margin": -1}, "margin"),
+    ({"paper": "a4", "x_height": 0}, "x_height"),
+    ({"paper": "a4", "x_height": 60}, "x-height 60 mm is out of range"),
+    ({"paper": "a4", "line_spacing": 3, "x_height": 4}, "the lines would overlap"),
+    ({"paper": "a4", "margin": "wide"}, "margin"),
+    ({"ruling": "lined"}, "ruling"),
+    ({"pen": "quill"}, "pen"),
+    ({"ink_variation": 1.5}, "ink_variation"),
+    ({"dpi": 10}, "dpi"),
+    ({"dpi": 301}, "dpi"),
+    ({"redo": {"x": 1}}, "redo"),
+    ({"redo": {"0": -1}}, "redo"),
+    ({"redo": {"-1": 1}}, "redo"),
+    ({"redo": {"0": 2**31}}, "redo"),
+    ({"redo": [0, 1]}, "redo"),
+    ({"redo": {"0": "one"}}, "redo"),
+    ({"redo": {str(i): 1 for i in range(201)}}, "redo"),
+    ({"redo": {"5": 1}}, "word 5 does not exist: the text has 1 word(s), numbered from 0"),
 ]
 
 
@@ -328,3 +371,120 @@ def test_client_going_away_frees_the_worker(hw):
         assert h["abandoned"] == 1 and h["timed_out"] == 0
         slow.slow.clear()
         assert c.post("/v1/write", json={"text": "hi", "seed": 4}).status_code == 200
+
+
+# ----------------------------------------------------------------------------- every format, paper, a word again
+
+TEXT = "Dear Ada,\nthank you for the tea\nsee you soon"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def words_of(r: httpx.Response) -> list:
+    import json
+    return json.loads(r.headers["x-handsynth-words"])
+
+
+def svg_paths(content: bytes) -> list[str]:
+    return [p.get("d") for p in ET.fromstring(content).iter(f"{SVG}path")]
+
+
+def test_every_format(client, hw):
+    body = {"text": "hi there", "seed": 5}
+    r = client.post("/v1/write", json={**body, "format": "svg", "animate": True})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(r.content)
+    paths = list(root.iter(f"{SVG}path"))
+    drawing = hw.write("hi there", seed=5)
+    assert len(paths) == len(drawing.strokes) and all(len(p.findall(f"{SVG}animate")) == 1 for p in paths)
+
+    r = client.post("/v1/write", json={**body, "format": "svg", "plotter": True, "simplify": 0.05})
+    assert r.status_code == 200, r.text
+    plotted = svg_paths(r.content)                                    # one open polyline per stroke
+    assert len(plotted) == len(drawing.strokes) and all("C" not in d and "Z" not in d for d in plotted)
+    assert b"pen-up travel" in r.content
+
+    r = client.post("/v1/write", json={**body, "format": "gcode",
+                                       "gcode": {"pen": "z", "z_down": 0, "z_up": 3, "feed": 1500, "offset": [10, 20]}})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain")
+    assert r.headers["content-disposition"].endswith('filename="handwriting.gcode"')
+    g = r.text.splitlines()
+    assert g[0].startswith(f"(handsynth: {len(drawing.strokes)} strokes") and "G21 (millimetres)" in g
+    assert g.count("G1 Z0 F1000.000") == len(drawing.strokes) and "F1500.000" in r.text
+
+    r = client.post("/v1/write", json={**body, "format": "inkml"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/inkml+xml", r.text
+    traces = [e for e in ET.fromstring(r.content).iter() if e.tag.endswith("}trace")]
+    assert len(traces) == len(drawing.strokes)
+
+    for fmt in ("gif", "webp"):
+        r = client.post("/v1/write", json={**body, "format": fmt})
+        assert r.status_code == 200 and r.headers["content-type"] == f"image/{fmt}", r.text
+        img = Image.open(io.BytesIO(r.content))
+        assert img.format == fmt.upper() and img.n_frames > 2 and img.width == 1200
+
+
+def test_paper_ruling_and_pen(client):
+    body = {"text": "hi there", "seed": 5, "paper": "a6", "ruling": "ruled", "pen": "fountain"}
+    r = client.post("/v1/write", json=body)
+    assert r.status_code == 200, r.text
+    img = Image.open(io.BytesIO(r.content))
+    assert img.size == (620, 874)                                   # A6 at 150 dpi
+    r = client.post("/v1/write", json={**body, "landscape": True, "dpi": 100})
+    assert Image.open(io.BytesIO(r.content)).size == (583, 413)    # A6 across, at 100 dpi
+    r = client.post("/v1/write", json={**body, "format": "pdf"})
+    box = [float(v) for v in r.content.split(b"/MediaBox [")[1].split(b"]")[0].split()]
+    assert box[2:] == pytest.approx([105 / 25.4 * 72, 148 / 25.4 * 72], abs=0.01)
+    r = client.post("/v1/write", json={**body, "format": "svg"})
+    root = ET.fromstring(r.content)
+    assert root.get("width") == "105.00mm" and root.get("height") == "148.00mm"
+    labels = [g.get("{http://www.inkscape.org/namespaces/inkscape}label") for g in root.iter(f"{SVG}g")]
+    assert labels == ["ruling", "ink"]
+    info = client.get("/v1/info").json()
+    assert "a5" in info["papers"] and "fountain" in info["pens"] and "gif" in info["formats"]
+
+
+def test_words_header(client):
+    r = client.post("/v1/write", json={"text": TEXT, "seed": 2, "style": "s03", "format": "svg"})
+    assert r.status_code == 200, r.text
+    words = words_of(r)
+    assert [w[1] for w in words] == TEXT.split() and [w[0] for w in words] == list(range(10))
+    for _, _, x0, y0, x1, y1 in words:
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+
+
+def test_redo_word_over_http(client, hw):
+    """A word written again: its paths change, every other path stays (the word is the last of its
+    line, so nothing moves along), and the file is the one the library and the CLI make."""
+    base = {"text": TEXT, "seed": 2, "style": "s03", "format": "svg"}
+    before = client.post("/v1/write", json=base)
+    after = client.post("/v1/write", json={**base, "redo": {"6": 4}})
+    assert after.status_code == 200, after.text
+    old, new = svg_paths(before.content), svg_paths(after.content)
+    wb, wa = words_of(before), words_of(after)
+    assert [w[1] for w in wa] == [w[1] for w in wb]
+    assert [w for w in wa if w[0] != 6] == [w for w in wb if w[0] != 6]     # the other words' boxes
+    assert wa[6] != wb[6]
+    n_before = sum(1 for w in hw.write(TEXT, seed=2, style="s03").words[:6] for _ in range(w.stop - w.start))
+    head = 0
+    while head < min(len(old), len(new)) and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    assert head == n_before                                           # every stroke before the word
+    assert tail == sum(1 for w in hw.write(TEXT, seed=2, style="s03").words[7:] for _ in range(w.stop - w.start))
+    assert after.content == hw.write(TEXT, seed=2, style="s03", redo={6: 4}).to_svg().encode()
+    again = client.post("/v1/write", json={**base, "redo": {"6": 4}})
+    assert again.content == after.content                             # the same request: the same page
+    other = client.post("/v1/write", json={**base, "redo": {"6": 5}})
+    assert other.content != after.content                             # another seed: another writing
+    # as PNG: the pixels differ only around the word
+    png = [np.asarray(Image.open(io.BytesIO(client.post("/v1/write", json={**base, "format": "png", **extra})
+                                            .content)).convert("L"), np.int16) for extra in ({}, {"redo": {"6": 4}})]
+    h, w = min(png[0].shape[0], png[1].shape[0]), png[0].shape[1]
+    ys, xs = np.nonzero(np.abs(png[0][:h] - png[1][:h]) > 8)
+    x0 = min(wb[6][2], wa[6][2]) * w - 6
+    x1 = max(wb[6][4], wa[6][4]) * w + 6
+    assert len(xs) and x0 <= xs.min() and xs.max() <= x1

@@ -1,9 +1,12 @@
 """The web page in a real Chromium (Debian's chromium, driven by Playwright): type a text, pick a
-style, write it and see the image; draw a sample on the canvas with the mouse, use it as the style
-and write with it; it survives a reload; empty/short samples and bad text get messages in the
-page. Screenshots are saved and checked to show the result."""
+style, write it and see the image (the writing played as it appears); draw a sample on the canvas
+with the mouse, use it as the style and write with it; it survives a reload; empty/short samples
+and bad text get messages in the page; click a word to write it again (its strokes change, no
+other does); paper, ruling and pen choices and the downloads of every format. Screenshots are
+saved and checked to show the result."""
 from __future__ import annotations
 
+import io
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -71,7 +74,9 @@ def set_range(pg, selector: str, value: float):
 
 
 def assert_screenshot_shows_result(pg, path):
-    """Save a screenshot of the page and check that the result image's region holds ink."""
+    """Save a screenshot of the page and check that the result image's region holds ink (once the
+    writing has played)."""
+    pg.wait_for_selector("img#play", state="hidden", timeout=30000)
     pg.locator("#result").scroll_into_view_if_needed()
     pg.screenshot(path=str(path))
     box = pg.locator("#result").bounding_box()
@@ -185,3 +190,136 @@ def test_write_in_my_hand(page, tmp_path):
     pg.click("#forget-sample")
     pg.wait_for_function("() => document.querySelector('#style-custom input')?.disabled === true")
     assert pg.evaluate("() => localStorage.getItem('handsynth.sample')") is None
+
+
+# ---- playing the writing, a word written again, paper and pens (issue 17) --------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+TEXT = "Dear Ada,\nthank you for the tea\nsee you soon"
+
+
+def fetch_text(pg, body: dict) -> tuple[str, list]:
+    """POST /v1/write from the page (its own origin): (the answer as text, its words)."""
+    return tuple(pg.evaluate("""async (body) => {
+        const r = await fetch('/v1/write', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                            body: JSON.stringify(body)});
+        return [await r.text(), JSON.parse(r.headers.get('X-Handsynth-Words'))];
+    }""", body))
+
+
+def shown_png(pg) -> np.ndarray:
+    data = pg.evaluate("""async () => {
+        const b = await (await fetch(document.getElementById('result').src)).arrayBuffer();
+        return Array.from(new Uint8Array(b));
+    }""")
+    return np.asarray(Image.open(io.BytesIO(bytes(data))).convert("L"), np.int16)
+
+
+def test_plays_the_writing_and_rewrites_a_clicked_word(page, tmp_path):
+    pg = page
+    pg.fill("#text", TEXT)
+    assert pg.locator("#animate").is_checked()
+    with pg.expect_request(lambda r: r.url.endswith("/v1/write") and r.post_data_json["format"] == "png") as req:
+        pg.click("#generate")
+    body = req.value.post_data_json
+    wait_for_result(pg)
+    # the writing plays: an animated SVG over the page, one timed element per stroke, then the PNG
+    pg.wait_for_selector("img#play", state="visible", timeout=10000)
+    svg, _ = fetch_text(pg, {**body, "format": "svg"})
+    n_strokes = len(list(ET.fromstring(svg).iter(f"{SVG}path")))
+    played = pg.evaluate("async () => await (await fetch(document.getElementById('play').src)).text()")
+    assert len(list(ET.fromstring(played).iter(f"{SVG}animate"))) == n_strokes
+    pg.screenshot(path=str(tmp_path / "playing.png"))             # (the page scrolls the result into sight)
+    box = pg.locator("#result-box").bounding_box()
+    assert box["y"] >= -1 and box["y"] + box["height"] <= 1001
+    pg.wait_for_selector("img#play", state="hidden", timeout=30000)
+
+    # one button per word, over the word
+    buttons = pg.locator("#words .word")
+    assert buttons.count() == len(TEXT.split())
+    assert [buttons.nth(i).get_attribute("data-text") for i in range(buttons.count())] == TEXT.split()
+    before_png = shown_png(pg)
+    before_svg, before_words = fetch_text(pg, {**body, "format": "svg"})
+    k = TEXT.split().index("tea")               # the last word of its line: no other stroke moves
+    tea = buttons.nth(k)
+    assert tea.get_attribute("title") == "write “tea” again"
+    box, img = tea.bounding_box(), pg.locator("#result").bounding_box()
+    cx = (box["x"] + box["width"] / 2 - img["x"]) / img["width"]
+    assert before_words[k][2] < cx < before_words[k][4]
+    with pg.expect_request(lambda r: r.url.endswith("/v1/write") and "redo" in (r.post_data_json or {})) as req:
+        tea.click()
+    assert req.value.post_data_json["redo"] == {str(k): 1}
+    pg.wait_for_function(f"() => !state.busy && state.redo[{k}] === 1", timeout=60000)
+    assert pg.locator("#error").is_hidden()
+    after_png = shown_png(pg)
+    assert_screenshot_shows_result(pg, tmp_path / "redone.png")
+
+    # the word's strokes changed, and no other stroke did
+    after_svg, after_words = fetch_text(pg, {**body, "format": "svg", "redo": {str(k): 1}})
+    old = [p.get("d") for p in ET.fromstring(before_svg).iter(f"{SVG}path")]
+    new = [p.get("d") for p in ET.fromstring(after_svg).iter(f"{SVG}path")]
+    assert [w for w in after_words if w[0] != k] == [w for w in before_words if w[0] != k]
+    head = next(i for i, (a, b) in enumerate(zip(old, new)) if a != b)
+    tail = next(i for i, (a, b) in enumerate(zip(old[::-1], new[::-1])) if a != b)
+    assert old[:head] == new[:head] and old[len(old) - tail:] == new[len(new) - tail:]
+    assert head + tail < min(len(old), len(new))                # ... and those in between are the word's
+    changed = old[head:len(old) - tail]
+    assert 0 < len(changed) <= 8
+    # on the page shown: pixels changed only around the word
+    h, w = min(len(before_png), len(after_png)), before_png.shape[1]
+    ys, xs = np.nonzero(np.abs(before_png[:h] - after_png[:h]) > 8)
+    assert len(xs)
+    lo = min(before_words[k][2], after_words[k][2]) * w - 6
+    hi = max(before_words[k][4], after_words[k][4]) * w + 6
+    assert lo <= xs.min() and xs.max() <= hi
+
+    # clicking again: the next seed; the download carries the rewritten word
+    with pg.expect_request(lambda r: r.url.endswith("/v1/write") and "redo" in (r.post_data_json or {})) as req:
+        pg.locator("#words .word").nth(k).click()
+    assert req.value.post_data_json["redo"] == {str(k): 2}
+    pg.wait_for_function(f"() => !state.busy && state.redo[{k}] === 2", timeout=60000)
+    with pg.expect_download(timeout=60000) as dl:
+        pg.click("#download-svg")
+    again, _ = fetch_text(pg, {**body, "format": "svg", "redo": {str(k): 2}})
+    assert dl.value.path().read_text(encoding="utf-8") == again != after_svg
+    # writing again starts afresh
+    pg.fill("#text", "hello")
+    pg.click("#generate")
+    pg.wait_for_function("() => !state.busy && Object.keys(state.redo).length === 0 && state.words.length === 1",
+                         timeout=60000)
+
+
+def test_paper_ruling_pen_and_every_download(page, tmp_path):
+    pg = page
+    pg.fill("#text", "hello")
+    pg.uncheck("#animate")
+    pg.select_option("#paper", "a6")
+    assert pg.locator("#landscape").is_enabled()
+    pg.check("#landscape")
+    pg.select_option("#ruling", "squared")
+    assert "fountain" in [o.get_attribute("value") for o in pg.locator("#pen option").all()]
+    pg.select_option("#pen", "fountain")
+    with pg.expect_request(lambda r: r.url.endswith("/v1/write")) as req:
+        pg.click("#generate")
+    assert {k: req.value.post_data_json.get(k) for k in ("paper", "landscape", "ruling", "pen", "width")} == \
+        {"paper": "a6", "landscape": True, "ruling": "squared", "pen": "fountain", "width": None}
+    result = wait_for_result(pg)
+    assert (result["w"], result["h"]) == (874, 620)             # A6 across at 150 dpi
+    assert pg.locator("img#play").is_hidden()
+    assert_screenshot_shows_result(pg, tmp_path / "a6.png")
+    checks = {
+        "plotter": lambda b: "pen-up travel" in b.decode() and b"inkscape:groupmode=\"layer\"" in b,
+        "gcode": lambda b: b.decode().splitlines()[1] == "G21 (millimetres)",
+        "inkml": lambda b: ET.fromstring(b).tag.endswith("}ink"),
+        "gif": lambda b: Image.open(io.BytesIO(b)).n_frames > 2,
+        "webp": lambda b: Image.open(io.BytesIO(b)).n_frames > 2,
+        "pdf": lambda b: b.startswith(b"%PDF-"),
+    }
+    names = {"plotter": "handwriting-plotter.svg"}
+    for what, ok in checks.items():
+        with pg.expect_download(timeout=60000) as dl:
+            pg.click(f"#download-{what}")
+        assert dl.value.suggested_filename == names.get(what, f"handwriting.{what}")
+        data = dl.value.path().read_bytes()
+        assert ok(data), what
+    assert pg.locator("#error").is_hidden()

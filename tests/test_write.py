@@ -172,7 +172,7 @@ def test_cli_style_file(tmp_path):
     (["hi", "-o", "{d}/a.png", "--style-file", "{d}/bad.json"], "not valid JSON"),
     (["hi", "-o", "{d}/a.png", "--style-file", "{d}/short.json"], "too short"),
     (["hi", "-o", "{d}/nofolder/a.png"], "does not exist"),
-    (["hi", "-o", "{d}/a.gif"], "unknown output format"),
+    (["hi", "-o", "{d}/a.jpeg"], "unknown output format"),
     (["hi", "-o", "{d}/a.png", "--color", "notacolour"], "is not a colour"),
     (["hi", "-o", "{d}/a.png", "--bias", "-1"], "bias -1.0 is out of range"),
     (["hi €", "-o", "{d}/a.png"], "cannot write these characters"),

@@ -6,11 +6,16 @@ and at most ``queue_size`` more wait for a worker; beyond that the server answer
 Every request has a time limit (``timeout_s``, counted from its arrival, queueing included): past
 it the answer is 504 and the worker stops writing at its next sampling step. Every bad input is a
 4xx answer with a JSON body ``{"error": "<one line saying what to do>"}``.
+
+The server keeps no state between requests beyond a cache: to write a word again, the page sends
+the same request with ``redo`` (``{word number: seed}``), and the words of the page come back in
+the ``X-Handsynth-Words`` header of every file.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,7 +25,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,9 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import HandsynthError, Handwriter, load_model
-from ..layout import PageOptions, place
-from ..drawing import Drawing
-from ..render import Ink
+from ..layout import RULINGS, PageOptions, place
+from ..drawing import FORMATS, ONE_FILE, Drawing, Output
+from ..paper import PAPERS, page_options, sheet_ink
+from ..plotter import MAX_TOLERANCE, GcodeOptions
+from ..render import PENS, Ink
 from ..sampling import SamplingOptions
 from ..styles import MAX_CHARS as SAMPLE_MAX_CHARS
 from ..styles import MIN_CHARS as SAMPLE_MIN_CHARS
@@ -53,6 +60,9 @@ MAX_SEED = 2**31 - 1
 MAX_STYLE_ID = 64
 CACHE_SIZE = 32                  # generated drawings kept, so another format of the same request is cheap
 DPI = Ink.dpi
+MIN_DPI, MAX_DPI = 72, 300
+MAX_REDO = 200                   # words written again in one request
+MAX_WORD_INDEX = 100_000
 
 PROMPTS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -62,7 +72,9 @@ PROMPTS = (
     "A wizard's job is to vex chumps quickly in fog.",
 )
 
-MEDIA = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+MEDIA = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "gcode": "text/plain; charset=utf-8",
+         "inkml": "application/inkml+xml", "gif": "image/gif", "webp": "image/webp"}
+assert set(MEDIA) == set(FORMATS)
 COLOR_PATTERN = r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$"
 
 
@@ -81,6 +93,30 @@ class StyleSample(BaseModel):
     writer: str = Field("", max_length=100)
 
 
+class GcodeRequest(BaseModel):
+    """G-code settings (``format: "gcode"``), as ``handsynth write``'s G-code flags; unset fields
+    keep ``plotter.GcodeOptions``' defaults."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    pen: Literal["servo", "z", "custom"] = Field("servo", description="a servo (M3 S/M5), a Z axis, or your own commands")
+    servo_down: int | None = Field(None, ge=0, le=100000, description="M3 S value that lowers the pen")
+    servo_up: int | None = Field(None, ge=0, le=100000, description="M3 S value that lifts it (default: M5)")
+    z_down: float | None = Field(None, ge=-1000, le=1000, description="mm")
+    z_up: float | None = Field(None, ge=-1000, le=1000, description="mm")
+    pen_down: str | None = Field(None, max_length=80, description="with pen custom: the pen-down command")
+    pen_up: str | None = Field(None, max_length=80, description="with pen custom: the pen-up command")
+    dwell: float | None = Field(None, ge=0, le=10, description="seconds to wait after each pen move")
+    feed: float | None = Field(None, ge=1, le=100000, description="drawing feed rate, mm/min")
+    travel_feed: float | None = Field(None, ge=1, le=100000, description="pen-up feed rate, mm/min (default: rapid G0)")
+    origin: Literal["page", "writing"] = Field("page", description="what sits at the offset")
+    offset: tuple[Annotated[float, Field(ge=-10000, le=10000)], Annotated[float, Field(ge=-10000, le=10000)]] = \
+        Field((0.0, 0.0), description="machine position of the origin, [x, y] in mm")
+    flip_y: bool = Field(True, description="mirror y for machines whose y grows away from you")
+
+    def options(self) -> GcodeOptions:
+        return GcodeOptions(**{k: v for k, v in self.model_dump().items() if v is not None})
+
+
 class WriteRequest(BaseModel):
     """What to write and how. Give ``style`` (a built-in id or name) or ``style_sample`` (your own
     handwriting), or neither (the model's own hand)."""
@@ -93,13 +129,33 @@ class WriteRequest(BaseModel):
     style_sample: StyleSample | None = Field(None, description="your own handwriting as the style")
     bias: float = Field(SamplingOptions.bias, ge=0.0, le=10.0, description="legibility: 0 wild ... 10 very neat")
     seed: int = Field(SamplingOptions.seed, ge=0, le=MAX_SEED, description="the same seed gives the same drawing")
-    format: Literal["png", "svg", "pdf"] = "png"
+    format: Literal[FORMATS] = Field("png", description="png, svg, pdf, gcode (pen plotters), inkml (ink "
+                                                           "exchange), gif or webp (the writing as it appears)")
+    animate: bool = Field(False, description="svg: the pen draws each stroke in turn (SMIL, no script)")
+    plotter: bool = Field(False, description="svg for plotters: one polyline per stroke in Inkscape layers")
+    simplify: float = Field(0.0, ge=0.0, le=MAX_TOLERANCE, description="plotter output: simplify to this tolerance, mm")
+    order: bool = Field(True, description="plotter output: order the strokes to cut pen-up travel")
+    gcode: GcodeRequest | None = Field(None, description="G-code settings (format gcode)")
+    paper: str | None = Field(None, max_length=40, description=f"real paper: {', '.join(PAPERS)} or WxHmm "
+                                                               f"(e.g. 148x105mm); instead of width")
+    landscape: bool = Field(False, description="the paper's long side across")
+    margin: float | None = Field(None, ge=0, le=1000, description="with paper: margin on every side, mm")
+    line_spacing: float | None = Field(None, gt=0, le=1000, description="with paper: between baselines, mm")
+    x_height: float | None = Field(None, gt=0, le=1000, description="with paper: the writing's x-height, mm")
+    ruling: Literal[RULINGS] | None = Field(None, description="ruled, squared or dotted paper (its own layer)")
+    pen: Literal[tuple(PENS)] = Field(Ink.pen, description="pen model for png, pdf, gif and webp")
+    ink_variation: float | None = Field(None, ge=0.0, le=1.0, description="per-stroke shade, 0 to 1 (null: the pen's own)")
+    dpi: int = Field(DPI, ge=MIN_DPI, le=MAX_DPI, description="pixels per inch: the physical size, and a paper's pixels")
+    redo: dict[Annotated[int, Field(ge=0, le=MAX_WORD_INDEX)], Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = \
+        Field(None, max_length=MAX_REDO, description="words to write again, {word number: seed}; word numbers "
+                                                     "(from 0) come in the X-Handsynth-Words header")
     stroke_width: float = Field(Ink.stroke_width, ge=0.5, le=20.0, description="pen width in pixels")
     color: str = Field(Ink.color, pattern=COLOR_PATTERN, description="ink colour: #rgb, #rrggbb or a colour name")
     background: str | None = Field(Ink.background, pattern=COLOR_PATTERN, description="page colour; null: transparent")
     align: Literal["left", "center", "right"] = PageOptions.align
-    width: int = Field(PageOptions.width, ge=MIN_WIDTH, le=MAX_WIDTH, description="page width in pixels")
-    page: int = Field(1, ge=1, le=1000, description="which page (PNG and SVG hold one page; PDF holds all)")
+    width: int | None = Field(None, ge=MIN_WIDTH, le=MAX_WIDTH,
+                              description=f"page width in pixels (default {PageOptions.width}); not with paper")
+    page: int = Field(1, ge=1, le=1000, description="which page (PDF and InkML hold all; the others one)")
     skip_unknown: bool = Field(False, description="drop characters the model cannot write instead of refusing")
 
 
@@ -323,6 +379,8 @@ class _Prepared:
     style: Style | None
     req: WriteRequest
     ink: Ink
+    page: PageOptions
+    output: Output
 
 
 def _sample_points(sample: StyleSample) -> int:
@@ -363,6 +421,47 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def paper_options(req: WriteRequest) -> tuple:
+    """The paper fields for ``paper.page_options``, checked with messages naming the JSON fields."""
+    if req.paper is None or not req.paper.strip():
+        given = [f for f in ("landscape", "margin", "line_spacing", "x_height") if getattr(req, f) not in (None, False)]
+        if given:
+            raise HandsynthError(f"{given[0]} is for a sheet of paper: send 'paper' too (e.g. \"paper\": \"a5\")")
+        return None, False, None, None, None, req.ruling
+    if req.width is not None:
+        raise HandsynthError("give either 'width' (a page in pixels) or 'paper' (a sheet), not both")
+    return req.paper, req.landscape, req.margin, req.line_spacing, req.x_height, req.ruling
+
+
+def output_options(req: WriteRequest) -> Output:
+    """The output fields as a ``drawing.Output``, checked against the format."""
+    fmt = req.format
+    if req.animate and fmt != "svg":
+        raise HandsynthError("'animate' is for format svg (gif and webp are always animated)")
+    if req.animate and req.plotter:
+        raise HandsynthError("choose 'animate' or 'plotter' for an svg, not both")
+    if req.plotter and fmt not in ("svg", "gcode"):
+        raise HandsynthError("'plotter' is for format svg (gcode is always for plotters)")
+    if (req.simplify or not req.order) and not (req.plotter or fmt == "gcode"):
+        raise HandsynthError("'simplify' and 'order' are for plotter output: format gcode, or svg with 'plotter'")
+    if req.gcode is not None and fmt != "gcode":
+        raise HandsynthError("'gcode' settings are for format gcode")
+    output = Output(animate=req.animate, plotter=req.plotter, simplify=req.simplify, order=req.order,
+                    gcode=req.gcode.options() if req.gcode is not None else None)
+    output.check(fmt)
+    return output
+
+
+def words_header(drawing: Drawing, page: int) -> str:
+    """The words of one page for the ``X-Handsynth-Words`` header: compact ASCII JSON
+    ``[[number, text, x0, y0, x1, y1], ...]``, boxes as fractions of the page."""
+    pg = drawing.pages[page]
+    rows = [[w.index, w.text, round(w.box[0] / pg.width, 4), round(w.box[1] / pg.height, 4),
+             round(w.box[2] / pg.width, 4), round(w.box[3] / pg.height, 4)]
+            for w in drawing.words if w.page == page and w.box is not None]
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=True)
+
+
 def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, queue_size: int = 8,
                timeout_s: float = 60.0, max_text_chars: int = MAX_REQUEST_CHARS,
                max_body_bytes: int = MAX_BODY_BYTES, max_sample_points: int = MAX_SAMPLE_POINTS,
@@ -385,7 +484,8 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
         lifespan=lifespan,
         title="handsynth",
         version="0.1.0",
-        description="Typed text in, handwriting out. `POST /v1/write` returns PNG, SVG or PDF; "
+        description="Typed text in, handwriting out. `POST /v1/write` returns PNG, SVG, PDF, G-code, InkML, "
+                    "GIF or WebP; "
                     "errors are JSON `{\"error\": message}` with a 4xx status (503/504 when busy or too slow).",
     )
     app.state.handwriter, app.state.pool, app.state.cache = hw, pool, cache
@@ -448,34 +548,42 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
         elif req.style is not None and req.style.strip():
             style = find_style(req.style)
             style_key = "builtin:" + style.id
-        PageOptions(width=req.width, align=req.align)  # validates
-        ink = Ink(stroke_width=req.stroke_width, color=req.color, background=req.background, dpi=DPI)
-        key = (text, req.skip_unknown, style_key, req.bias, req.seed, req.width, req.align)
-        return _Prepared(key, text, style, req, ink)
+        page = page_options(req.width, req.align, req.dpi, *paper_options(req))   # validates
+        output = output_options(req)
+        ink = Ink(stroke_width=req.stroke_width, color=req.color, background=req.background, dpi=req.dpi,
+                  pen=req.pen, ink_variation=req.ink_variation, seed=req.seed)
+        if page.sheet:
+            ink = sheet_ink(ink)
+        key = (text, req.skip_unknown, style_key, req.bias, req.seed, page)
+        return _Prepared(key, text, style, req, ink, page, output)
 
     # -- the work done in a worker thread
 
-    def produce(p: _Prepared, job: Job) -> tuple[bytes, int]:
+    def produce(p: _Prepared, job: Job) -> tuple[bytes, Drawing]:
         r = p.req
         drawing = cache.get(p.key)
         if drawing is None:   # job.check at every pen step: a timed-out request stops within one step
             drawing = hw.write(p.text, style=p.style, bias=r.bias, seed=r.seed, width=r.width, align=r.align,
-                               stroke_width=r.stroke_width, color=r.color, background=r.background, dpi=DPI,
-                               skip_unknown=r.skip_unknown, check=job.check)
+                               dpi=r.dpi, skip_unknown=r.skip_unknown, paper=r.paper, landscape=r.landscape,
+                               margin_mm=r.margin, line_spacing_mm=r.line_spacing, x_height_mm=r.x_height,
+                               ruling=r.ruling, check=job.check)
             cache.put(p.key, drawing)
+        if r.redo:   # as write(..., redo=r.redo): the words in order, on the page as first written
+            key = p.key + (tuple(sorted(r.redo.items())),)
+            redone = cache.get(key)
+            if redone is None:
+                redone = hw.redo_words(drawing, r.redo, check=job.check)
+                cache.put(key, redone)
+            drawing = redone
         job.check()
         n_pages = len(drawing.pages)
-        if r.format != "pdf" and r.page > n_pages:
+        one_file = r.format in ONE_FILE
+        if not one_file and r.page > n_pages:
             raise HandsynthError(f"page {r.page} does not exist: the drawing has {n_pages} page(s)")
-        d = Drawing(drawing.pages, p.ink, drawing.lines)
+        d = dataclasses.replace(drawing, ink=p.ink)
         with _render_lock:
-            if r.format == "png":
-                data = d.to_png(r.page - 1)
-            elif r.format == "svg":
-                data = d.to_svg(r.page - 1).encode()
-            else:
-                data = d.to_pdf()
-        return data, n_pages
+            data = d.render(r.format, p.output, page=None if one_file else r.page - 1)[0]
+        return data, d
 
     async def run_job(request: Request, fn, started: float):
         job = Job(deadline=started + timeout_s)
@@ -510,19 +618,23 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
     @app.post("/v1/write", tags=["writing"], responses={
         200: {"content": {m: {} for m in MEDIA.values()}, "description": "the file"}, **ERRORS})
     async def write(req: WriteRequest, request: Request):
-        """Write ``text`` in a style; the answer is the PNG, SVG or PDF file. The header
-        ``X-Handsynth-Pages`` says how many pages the drawing has (``page`` picks one for PNG/SVG)."""
+        """Write ``text`` in a style; the answer is the file in ``format``. The header
+        ``X-Handsynth-Pages`` says how many pages the drawing has (``page`` picks one, except for
+        PDF and InkML); ``X-Handsynth-Words`` lists the page's words as JSON
+        ``[[number, text, x0, y0, x1, y1], ...]``, their boxes as fractions of the page's width and
+        height; send ``redo: {number: seed}`` with the same request to write words again."""
         started = time.monotonic()
         p = prepare(req)
         result = await run_job(request, lambda job: produce(p, job), started)
         if isinstance(result, Response):
             return result
-        data, n_pages = result
-        headers = {"X-Handsynth-Pages": str(n_pages),
+        data, drawing = result
+        headers = {"X-Handsynth-Pages": str(len(drawing.pages)),
                    "X-Handsynth-Seconds": f"{time.monotonic() - started:.3f}",
+                   "X-Handsynth-Words": words_header(drawing, min(req.page, len(drawing.pages)) - 1),
                    "Content-Disposition": f'inline; filename="handwriting.{req.format}"',
                    "Cache-Control": "no-store"}
-        if req.format == "svg":
+        if req.format in ("svg", "inkml"):
             headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
         return Response(data, media_type=MEDIA[req.format], headers=headers)
 
@@ -568,8 +680,10 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
                            "max_sample_points": max_sample_points, "sample_min_chars": SAMPLE_MIN_CHARS,
                            "sample_max_chars": SAMPLE_MAX_CHARS, "sample_min_points": SAMPLE_MIN_POINTS,
                            "width": [MIN_WIDTH, MAX_WIDTH], "bias": [0, 10], "stroke_width": [0.5, 20],
+                           "dpi": [MIN_DPI, MAX_DPI], "max_redo": MAX_REDO,
                            "timeout_s": timeout_s, "max_concurrent": max_concurrent, "queue_size": queue_size},
                 "prompts": prompts or ["the quick brown fox jumps"],
+                "formats": list(FORMATS), "papers": list(PAPERS), "rulings": list(RULINGS), "pens": list(PENS),
                 "alphabet": hw.alphabet.chars}
 
     @app.get("/healthz", tags=["service"])

@@ -1,6 +1,6 @@
-"""The transformer family (in progress): tokenizer.
+"""The transformer family: a GPT-style decoder over polar pen tokens with cross-attention to the
+text (``network.Transformer``, exported as ``Model``) and its tokenizer
+(``tokenizer.PolarTokenizer``)."""
+from .network import Transformer as Model
 
-Not a family yet: it exports no ``Model``, so the registry (``handsynth.checkpoint``) does not
-list it. ``tokenizer.PolarTokenizer`` turns pen offsets into the reference design's joint polar
-tokens and back.
-"""
+__all__ = ["Model"]

@@ -12,8 +12,12 @@ const state = {
   promptIndex: 0,
   strokes: [],          // strokes on the pad, CSS pixels, y down: [[[x, y], ...], ...]
   current: null,        // the stroke being drawn
-  lastBody: null,       // the last successful request, to download it in other formats
+  lastBody: null,       // the last successful request (with its redo), to download it in other formats
   pngUrl: null,
+  playUrl: null,        // the animated SVG of the page (the pen drawing each stroke in turn)
+  playTimer: null,
+  words: [],            // the page's words: [number, text, x0, y0, x1, y1] (fractions of the page)
+  redo: {},             // words written again: {number: seed}; sent back with the request (the server keeps nothing)
   busy: false,
   styles: null,         // the built-in styles (GET /v1/styles)
   sessionSample: null,  // the sample, if local storage is unavailable
@@ -195,8 +199,14 @@ function requestBody(format) {
     stroke_width: Number($("stroke").value),
     color: $("color").value,
     align: $("align").value,
+    pen: $("pen").value,
     format,
   };
+  if ($("paper").value) {
+    body.paper = $("paper").value;
+    if ($("landscape").checked) body.landscape = true;
+  }
+  if ($("ruling").value) body.ruling = $("ruling").value;
   const style = selectedStyle();
   if (style.startsWith("builtin:")) {
     body.style = style.slice("builtin:".length);
@@ -225,6 +235,21 @@ function setBusy(busy) {
   }
 }
 
+async function post(body) {
+  return api("/v1/write", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+}
+
+function pageWords(res) {
+  try {
+    const words = JSON.parse(res.headers.get("X-Handsynth-Words") || "[]");
+    return Array.isArray(words) ? words : [];
+  } catch (_) {
+    return [];
+  }
+}
+
 async function generate() {
   if (state.busy) return;
   clearError();
@@ -237,16 +262,107 @@ async function generate() {
   }
   setBusy(true);
   try {
-    const res = await api("/v1/write", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    const blob = await res.blob();
-    const pages = Number(res.headers.get("X-Handsynth-Pages") || 1);
-    const seconds = Number(res.headers.get("X-Handsynth-Seconds") || 0);
-    await showResult(blob, pages, seconds);
+    const { blob, pages, seconds, words } = await fetchPage(body);
+    // the same request as an animated SVG: answered from the server's cache, so quickly
+    const play = $("animate").checked ? await fetchPlay(body).catch(() => null) : null;   // (the page shows without it)
+    state.redo = {};
     state.lastBody = body;
+    await showResult(blob, pages, seconds);
+    showWords(words);
+    $("result-box").scrollIntoView({ block: "nearest" });   // in sight while it plays
+    if (play) startPlay(play);
   } catch (err) {
     showError(err.message);
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---------------------------------------------------------------- playing the writing
+
+async function fetchPlay(body) {
+  const res = await post({ ...body, format: "svg", animate: true });
+  const text = await res.text();
+  let end = 0;   // when the last stroke is drawn: the latest begin + dur of the <animate> elements
+  for (const m of text.matchAll(/begin="([0-9.]+)s" dur="([0-9.]+)s"/g)) end = Math.max(end, Number(m[1]) + Number(m[2]));
+  return { blob: new Blob([text], { type: "image/svg+xml" }), seconds: end };
+}
+
+function stopPlay() {
+  clearTimeout(state.playTimer);
+  $("play").hidden = true;
+  $("result-box").classList.remove("playing");
+}
+
+function startPlay(play) {
+  stopPlay();
+  if (state.playUrl) URL.revokeObjectURL(state.playUrl);
+  state.playUrl = URL.createObjectURL(play.blob);   // a new URL: the animation starts from the beginning
+  const img = $("play");
+  img.src = state.playUrl;
+  img.hidden = false;
+  $("result-box").classList.add("playing");
+  state.playTimer = setTimeout(stopPlay, play.seconds * 1000 + 600);   // then the PNG (with its pen) shows
+}
+
+async function replay() {
+  if (!state.lastBody || state.busy) return;
+  clearError();
+  try {
+    startPlay(await fetchPlay(state.lastBody));
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+// ---------------------------------------------------------------- clicking a word to write it again
+
+function showWords(words) {
+  state.words = words;
+  const buttons = words.map(([index, text, x0, y0, x1, y1]) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "word" + (index in state.redo ? " redone" : "");
+    b.dataset.index = String(index);
+    b.dataset.text = text;
+    const padX = 0.004, padY = 0.01;
+    b.style.left = `${(x0 - padX) * 100}%`;
+    b.style.top = `${(y0 - padY) * 100}%`;
+    b.style.width = `${(x1 - x0 + 2 * padX) * 100}%`;
+    b.style.height = `${(y1 - y0 + 2 * padY) * 100}%`;
+    b.title = `write “${text}” again`;
+    b.setAttribute("aria-label", `write the word “${text}” again`);
+    b.addEventListener("click", () => redoWord(index, b));
+    return b;
+  });
+  $("words").replaceChildren(...buttons);
+  $("words-hint").hidden = !buttons.length;
+}
+
+async function fetchPage(body) {
+  // one page image with what the server says about it: page count, time taken, word boxes
+  const res = await post(body);
+  return { blob: await res.blob(), pages: Number(res.headers.get("X-Handsynth-Pages") || 1),
+           seconds: Number(res.headers.get("X-Handsynth-Seconds") || 0), words: pageWords(res) };
+}
+
+async function redoWord(index, button) {
+  if (!state.lastBody || state.busy) return;
+  clearError();
+  stopPlay();
+  const redo = { ...state.redo, [index]: (state.redo[index] || 0) + 1 };   // each click: the next seed
+  const body = { ...state.lastBody, format: "png", redo };
+  button.classList.add("working");
+  setBusy(true);
+  try {
+    const { blob, pages, seconds, words } = await fetchPage(body);
+    state.redo = redo;
+    state.lastBody = body;
+    await showResult(blob, pages, seconds);
+    showWords(words);
+  } catch (err) {
+    showError(err.message);
+    button.classList.remove("working");
   } finally {
     setBusy(false);
   }
@@ -265,9 +381,9 @@ function showResult(blob, pages, seconds) {
       link.href = state.pngUrl;
       link.classList.remove("disabled");
       link.removeAttribute("aria-disabled");
-      $("download-svg").disabled = false;
-      $("download-pdf").disabled = false;
-      $("result-info").textContent = (pages > 1 ? `page 1 of ${pages} (the PDF holds all) · ` : "") +
+      for (const f of DOWNLOADS) $(`download-${f.id}`).disabled = false;
+      $("replay").disabled = false;
+      $("result-info").textContent = (pages > 1 ? `page 1 of ${pages} (the PDF and InkML hold all) · ` : "") +
         `written in ${seconds.toFixed(1)} s`;
       resolve();
     };
@@ -276,19 +392,27 @@ function showResult(blob, pages, seconds) {
   });
 }
 
-async function download(format) {
+// the download buttons: a format, and what the request adds for it
+const DOWNLOADS = [
+  { id: "svg", format: "svg", name: "handwriting.svg" },
+  { id: "pdf", format: "pdf", name: "handwriting.pdf" },
+  { id: "plotter", format: "svg", extra: { plotter: true }, name: "handwriting-plotter.svg" },
+  { id: "gcode", format: "gcode", name: "handwriting.gcode" },
+  { id: "inkml", format: "inkml", name: "handwriting.inkml" },
+  { id: "gif", format: "gif", name: "handwriting.gif" },
+  { id: "webp", format: "webp", name: "handwriting.webp" },
+];
+
+async function download(what) {
   if (!state.lastBody || state.busy) return;
   clearError();
   setBusy(true);
   try {
-    const body = { ...state.lastBody, format };
-    const res = await api("/v1/write", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
+    const res = await post({ ...state.lastBody, format: what.format, ...(what.extra || {}) });
     const url = URL.createObjectURL(await res.blob());
     const a = document.createElement("a");
     a.href = url;
-    a.download = `handwriting.${format}`;
+    a.download = what.name;
     document.body.append(a);
     a.click();
     a.remove();
@@ -464,8 +588,12 @@ async function init() {
   $("stroke").addEventListener("input", () => { $("stroke-out").textContent = Number($("stroke").value).toFixed(1); });
   $("reseed").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 100000)); });
   $("generate").addEventListener("click", generate);
-  $("download-svg").addEventListener("click", () => download("svg"));
-  $("download-pdf").addEventListener("click", () => download("pdf"));
+  for (const f of DOWNLOADS) $(`download-${f.id}`).addEventListener("click", () => download(f));
+  $("replay").addEventListener("click", replay);
+  $("paper").addEventListener("change", () => {
+    $("landscape").disabled = !$("paper").value;
+    if (!$("paper").value) $("landscape").checked = false;
+  });
   $("clear").addEventListener("click", () => { state.strokes = []; state.current = null; redrawPad(); sampleMessage("", true); });
   $("undo").addEventListener("click", () => { state.strokes.pop(); redrawPad(); });
   $("use-sample").addEventListener("click", useSample);
@@ -485,6 +613,15 @@ async function init() {
     text.maxLength = state.limits.max_text_chars;
     $("text-max").textContent = String(state.limits.max_text_chars);
     $("prompt").maxLength = state.limits.sample_max_chars;
+    for (const [id, values] of [["paper", info.papers], ["pen", info.pens]]) {
+      const select = $(id), have = new Set([...select.options].map((o) => o.value));
+      for (const v of values || []) {
+        if (have.has(v)) continue;
+        const o = document.createElement("option");
+        o.value = o.textContent = v;
+        select.append(o);
+      }
+    }
   } catch (err) {
     showError(`Could not load the server's settings: ${err.message}`);
   }

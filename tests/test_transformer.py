@@ -1,0 +1,102 @@
+"""The transformer family (models/transformer/): the KV-cache step computes what the full forward
+does, the loss trains, and the shared sampling policy stops a line at the model's END token or
+at the step cap, with the cross-attention recorded as the alignment."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from handsynth import checkpoint
+from handsynth.alphabet import Alphabet
+from handsynth.data.corpus import make_batch
+from handsynth.models.transformer.network import Transformer, TransformerConfig, TransformerStep
+from handsynth.sampling import Primer, SamplingOptions, sample_lines
+
+ALPHABET = Alphabet("abcdefghij ")
+
+
+def _lines(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(20, 60))
+        out.append(np.c_[rng.normal(0.3, 1, size=(k, 2)), rng.random(k) < 0.15].astype(np.float32))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    cfg = Transformer.fit(TransformerConfig.preset("tiny", ALPHABET.size), _lines())
+    return Transformer(cfg).eval()
+
+
+def test_registered_as_a_family_and_its_file_round_trips(tiny, tmp_path):
+    assert "transformer" in checkpoint.families()
+    assert checkpoint.family("transformer") is Transformer
+    ckpt = {"arch": "transformer", "config": tiny.config.to_dict(), "alphabet": ALPHABET.chars,
+            "offset_mean": [0.0, 0.0], "offset_std": [1.0, 1.0], "model": tiny.state_dict()}
+    checkpoint.export(ckpt, tmp_path / "model.pt", dtype=torch.float32)
+    back, meta = checkpoint.load(tmp_path / "model.pt")
+    assert isinstance(back, Transformer) and back.tokenizer == tiny.tokenizer
+
+
+def test_kv_cache_step_equals_the_full_forward(tiny):
+    lines = _lines(2, seed=1)
+    codes = torch.from_numpy(np.stack([ALPHABET.encode("abc de"), ALPHABET.encode("fghij ")]))
+    toks = torch.from_numpy(np.stack([tiny.line_tokens(o[:15]) for o in lines]))
+    with torch.no_grad():
+        full = tiny(torch.cat([torch.full((2, 1), tiny.START), toks], 1), codes)
+        step = TransformerStep(tiny, SimpleNamespace(code=codes.numpy(), out_steps=np.zeros((2, 40, 3))), None)
+        cached = [step.logits] + [step._feed(toks[:, j:j + 1])[0] for j in range(toks.shape[1])]
+    torch.testing.assert_close(torch.stack(cached, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_the_loss_trains(tiny):
+    model = Transformer(tiny.config)
+    lines = _lines(8, seed=2)
+    batch = make_batch(lines, ["abc", "de fg", "hij", "a b", "cde", "fgh", "ij a", "bcd"], ALPHABET,
+                       np.zeros(2, np.float32), np.ones(2, np.float32))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        nll, count = model.loss(batch)
+        assert count == sum(len(o) for o in lines) + len(lines)   # every token and each line's END
+        opt.zero_grad()
+        (nll / count).backward()
+        opt.step()
+        first = first if first is not None else (nll / count).item()
+    assert (nll / count).item() < 0.7 * first
+
+
+def _sample(model, texts, **kw):
+    return sample_lines(model, ALPHABET, np.zeros(2, np.float32), np.ones(2, np.float32), texts,
+                        SamplingOptions(bias=1.0, seed=3, bf16=False), return_phi=True, **kw)
+
+
+def test_the_end_token_stops_a_line_and_the_cap_stops_one_that_never_ends(tiny):
+    model = Transformer(tiny.config).eval()
+    model.load_state_dict(tiny.state_dict())
+    with torch.no_grad():
+        model.head.bias[model.END] = -1e4        # never ends: the step cap (40 + 24 per character)
+    lines = _sample(model, ["ab", "cdefg"])
+    assert all(line.hit_cap for line in lines)                     # stopped by a cap, never passed
+    assert all(len(line.offsets) <= 40 + 24 * len(line.text) for line in lines)
+    with torch.no_grad():
+        model.head.bias[model.END] = 1e4         # ends at once
+    lines = _sample(model, ["ab", "cdefg"], primer=Primer(_lines(1, seed=4)[0][:10], "hij"))
+    for line in lines:
+        assert not line.hit_cap and len(line.offsets) == 1
+        assert line.phi[-1, -1] == 1.0           # all "after the end" once the model ended the line
+        np.testing.assert_allclose(line.offsets[-1], [0.0, 0.0, 1.0], atol=1e-6)   # no move, pen up
+
+
+def test_the_alignment_is_the_cross_attention_over_the_text(tiny):
+    (line,) = _sample(tiny, ["abc de"])
+    phi = line.phi
+    assert phi.shape == (len(line.offsets), len("abc de") + 1)
+    live = phi[:, -1] == 0
+    np.testing.assert_allclose(phi[live].sum(1), 1.0, atol=1e-5)   # a distribution over the characters
