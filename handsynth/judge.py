@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import PageOptions, place, straighten
+from .layout import PageOptions, line_scales, place, straighten
 from .render import Ink, page_png
-from .strokes import bounds
+from .strokes import bounds, transform
 
 # Debian's handwriting fonts (fonts-dkg-handwriting, fonts-femkeklaver, fonts-breip) and a print
 # font: the file names to look for, first match wins
@@ -65,7 +65,7 @@ def render_offsets_png(offsets: np.ndarray, x_height: float = X_HEIGHT) -> bytes
     ink reads better than thin: on the built-in styles CER 0.28 at /6, 0.33 at /12, 0.39 at /18),
     ``MARGIN`` px around."""
     strokes, _ = straighten(offsets)
-    xmin, _, xmax, _ = bounds(strokes)
+    xmin, _, xmax, _ = bounds(transform(strokes, scale=line_scales([offsets])[0]))
     width = int(min(10000, max(200, (xmax - xmin) * x_height + 2 * MARGIN + 2)))
     opts = PageOptions(width=width, margin=MARGIN, x_height=x_height)
     page = place(["line"], [offsets], opts)[0]

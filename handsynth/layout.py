@@ -73,20 +73,55 @@ def wrap(text: str, width: int) -> list[str]:
 
 
 def straighten(offsets: np.ndarray) -> tuple[list, float]:
-    """Line offsets -> strokes with the fitted baseline rotated flat and moved to y = 0, scaled
-    to unit height (10-90th percentile of y, as in training) so every line of a page has the
-    same size of writing. Returns (strokes, the baseline angle in degrees that was removed)."""
+    """Line offsets -> strokes with the fitted baseline rotated flat and moved to y = 0, in the
+    model's units (``line_scales`` says how large a page writes them). Returns (strokes, the
+    baseline angle in degrees that was removed)."""
     strokes = offsets_to_strokes(offsets)
     if not strokes:
         return [], 0.0
     slope, intercept, _ = baseline(strokes)
     angle = float(np.arctan(slope))
     strokes = transform(transform(strokes, dy=-intercept), angle=-angle)
-    y = np.concatenate(strokes)[:, 1]
-    height = float(np.percentile(y, 90) - np.percentile(y, 10))
-    if height > 0.2:  # leave a dot or a dash alone
-        strokes = transform(strokes, scale=1.0 / height)
     return strokes, float(np.degrees(angle))
+
+
+SIZE_BAND = 1.06   # a line's body height is kept within this factor of the drawing's median
+
+
+def line_scales(offsets: list) -> list[float]:
+    """Per line (None for a blank one): the factor from the model's units to the page's unit.
+
+    One factor for the whole drawing brings the median line's 10-90th percentile height of y to
+    1 (the unit training lines were scaled to). Lines keep the sizes the model wrote them in,
+    as a person's lines differ a little, except that a line whose body height (the x-height,
+    ``measures.body_height``: capitals, ascenders and descenders barely move it) is more than
+    ``SIZE_BAND`` from the drawing's median is brought back to that band. Scaling each line to
+    its own 10-90% height instead made a line without ascenders half again as tall as one with
+    many (a letter in style s05: body heights 0.37 to 0.53 of the line height)."""
+    from .measures import body_height
+
+    def h1090(o):
+        y = np.concatenate(offsets_to_strokes(o))[:, 1]
+        return float(np.percentile(y, 90) - np.percentile(y, 10))
+
+    live = [o for o in offsets if o is not None and len(o)]
+    if not live:
+        return [None if o is None else 1.0 for o in offsets]
+    heights = [h1090(o) for o in live]
+    unit = 1.0 / float(np.median([h for h in heights if h > 0.2] or [1.0]))   # a dot or a dash alone: as it is
+    body = {id(o): body_height(o) for o in live}
+    finite = [b for b in body.values() if np.isfinite(b) and b > 0]
+    mid = float(np.median(finite)) if finite else float("nan")
+    out = []
+    for o in offsets:
+        if o is None or not len(o):
+            out.append(None)
+            continue
+        b = body[id(o)]
+        ok = np.isfinite(b) and b > 0 and np.isfinite(mid)
+        fix = float(np.clip(b, mid / SIZE_BAND, mid * SIZE_BAND) / b) if ok else 1.0   # outside the band: to its edge
+        out.append(unit * fix)
+    return out
 
 
 @dataclass(frozen=True)
@@ -151,7 +186,10 @@ def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True
     on pages. A single page is cut to its content (``tight``, not a sheet of paper); multi-page
     output keeps full pages. ``words[i]``, if given: line i's ``WordSpan`` list, kept with its
     placed line."""
-    straight = [straighten(o) if t else ([], 0.0) for t, o in zip(texts, offsets)]
+    straight = []
+    for t, o, k in zip(texts, offsets, line_scales([o if t else None for t, o in zip(texts, offsets)])):
+        strokes, angle = straighten(o) if t else ([], 0.0)
+        straight.append((transform(strokes, scale=k) if strokes else [], angle))
     avail = opts.width - 2 * opts.margin
     widths = [bounds(s)[2] - bounds(s)[0] for s, _ in straight if s]
     # one scale for the whole drawing, so every line has the same size of writing

@@ -10,7 +10,7 @@ the tests compare the two step by step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -121,7 +121,7 @@ def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: li
                 bias=np.full(B, float(options.bias), np.float32), prefix=len(prefix), options=options,
                 out_steps=np.zeros((B, cap, 3), np.float32),
                 phi_all=np.zeros((B, cap, U + 1), np.float32),  # the alignment, for trimming and for callers
-                passed=np.zeros(B, bool))
+                passed=np.zeros(B, bool), zero=((0.0 - np.asarray(mean)) / np.asarray(std)).astype(np.float32))
     primed = standardize(primer.offsets, mean, std) if primer is not None and len(primer.offsets) else None
     step = model.start(tb, primed)
     out_steps, phi_all, passed = tb.out_steps, tb.phi_all, tb.passed
@@ -184,6 +184,7 @@ class Tables:
     out_steps: np.ndarray   # (R, cap, 3) float32 the pen offsets drawn (standardised)
     phi_all: np.ndarray     # (R, cap, U + 1) float32 the alignment over the text (+ "after the end")
     passed: np.ndarray      # (R,) bool: the row has written its last character
+    zero: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))   # (2,) the standardised move that is no move
 
 
 def stop_rule(tb: Tables, rows: np.ndarray, t: int, progress: np.ndarray) -> np.ndarray:

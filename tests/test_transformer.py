@@ -72,8 +72,11 @@ def test_the_loss_trains(tiny):
     assert (nll / count).item() < 0.7 * first
 
 
+MEAN, STD = np.array([0.3, -0.1], np.float32), np.array([1.5, 0.8], np.float32)
+
+
 def _sample(model, texts, **kw):
-    return sample_lines(model, ALPHABET, np.zeros(2, np.float32), np.ones(2, np.float32), texts,
+    return sample_lines(model, ALPHABET, MEAN, STD, texts,
                         SamplingOptions(bias=1.0, seed=3, bf16=False), return_phi=True, **kw)
 
 

@@ -299,7 +299,7 @@ class TransformerStep:
         safe = np.where(end, 0, tok)
         out = m._tok().decode(safe)
         # END: no move and the pen up (in standardised units: the move that unstandardises to zero)
-        out[end, :2] = getattr(tb, "zero", np.zeros(2, np.float32))
+        out[end, :2] = tb.zero
         out[end, 2] = 1.0
         tb.out_steps[rows, t] = out
         attn = self.attn.numpy()
