@@ -178,7 +178,14 @@ def page_line_height_spread(lines: list[np.ndarray]) -> float:
 # strays ------------------------------------------------------------------------------------------
 def end_strays(offsets: np.ndarray, phi: np.ndarray, text: str, gap: float = 0.15,
                tall: float = 0.7) -> int:
-    """Strokes written after the last character: how many strokes of the line are strays.
+    """Strokes written after the last character: how many strokes of the line are strays
+    (``stray_strokes``)."""
+    return int(stray_strokes(offsets, phi, text, gap, tall).sum())
+
+
+def stray_strokes(offsets: np.ndarray, phi: np.ndarray, text: str, gap: float = 0.15,
+                  tall: float = 0.7) -> np.ndarray:
+    """Which strokes of the line are strays written after the last character: (strokes,) bool.
 
     ``phi`` (N, U + 1) holds the window weights at each pen step over the U characters of
     ``text`` and, in column U, "after the end"; the window's focus is ``argmax(phi)``. A stroke
@@ -203,23 +210,24 @@ def end_strays(offsets: np.ndarray, phi: np.ndarray, text: str, gap: float = 0.1
     strokes = offsets_to_strokes(offsets)
     if len(phi) != len(offsets) or phi.shape[1] != len(text) + 1:
         raise ValueError(f"phi {phi.shape} does not match {len(offsets)} steps over {len(text)} characters")
+    out = np.zeros(len(strokes), bool)
     if not strokes or not text:
-        return 0
+        return out
     U = len(text)
     focus = phi.argmax(1)
     allowed = 2 if text[-1] == '"' else 1
-    glyphs, strays, start, right = 0, 0, 0, -np.inf
-    for s in strokes:
+    glyphs, start, right = 0, 0, -np.inf
+    for k, s in enumerate(strokes):
         f = focus[start:start + len(s)]
         stands_right = float(s[:, 0].min()) > right + gap
         if stands_right and np.mean(f >= U - 1) > 0.5:
             glyphs += 1
-            strays += glyphs > allowed
+            out[k] = glyphs > allowed
         elif np.mean(f == U) > 0.5:
-            strays += float(np.ptp(s[:, 1])) > tall
+            out[k] = float(np.ptp(s[:, 1])) > tall
         right = max(right, float(s[:, 0].max()))
         start += len(s)
-    return int(strays)
+    return out
 
 
 # style -------------------------------------------------------------------------------------------

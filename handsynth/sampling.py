@@ -20,6 +20,7 @@ from .errors import HandsynthError
 from .hardware import use_bf16
 from .layout import CHAR_WIDTH
 from .models import SynthesisModel
+from .measures import stray_strokes
 from .strokes import standardize
 
 MAX_LINE_CHARS = 120      # characters per sampled line; layout wraps longer text
@@ -131,7 +132,7 @@ def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: li
         off[:, :2] = off[:, :2] * std + mean
         off[-1, 2] = 1.0
         ph = phi_all[r, :n, len(prefix):int(ends[r]) + 1]
-        n = _trim_run_on(off, ph)
+        n = _trim_run_on(off, ph, texts[r])
         return Line(texts[r], off[:n], hit_cap=not bool(passed[r]), phi=ph[:n] if return_phi or score else None)
 
     result: list[Line | None] = [None] * n_texts
@@ -355,11 +356,24 @@ def _behind(text_of_row: np.ndarray, progress: np.ndarray, live: np.ndarray) -> 
     return live & (np.array([lead.get(int(k), -1) for k in text_of_row]) != np.arange(len(live)))
 
 
-def _trim_run_on(offsets: np.ndarray, phi: np.ndarray) -> int:
-    """Steps to keep: a last stroke that is a stray mark after the text is dropped. That is a
-    last stroke written while the window already sat past the final character, or one that
-    the window passes the end during, after the final character was written as a stroke of its
-    own right of the rest, itself drawn right of everything (e.g. a tick after a full stop)."""
+def _trim_run_on(offsets: np.ndarray, phi: np.ndarray, text: str) -> int:
+    """Steps to keep: stray marks after the text are dropped. First a last stroke written while
+    the window already sat past the final character, or one that the window passes the end
+    during, after the final character was written as a stroke of its own right of the rest,
+    itself drawn right of everything (e.g. a tick after a full stop); then, from the first
+    stroke the eval counts as a stray (``measures.stray_strokes``: a second "!", a repeated
+    final letter standing right, tall writing over the end), that stroke and all after it."""
+    n = _trim_last(offsets, phi)
+    strays = stray_strokes(offsets[:n], phi[:n], text)
+    if strays.any():
+        k = int(np.argmax(strays))
+        ends = np.flatnonzero(offsets[:n, 2] > 0.5)
+        if k > 0:
+            n = int(ends[k - 1]) + 1
+    return n
+
+
+def _trim_last(offsets: np.ndarray, phi: np.ndarray) -> int:
     stroke_ends = np.flatnonzero(offsets[:, 2] > 0.5)
     if len(stroke_ends) < 2:
         return len(offsets)

@@ -98,7 +98,6 @@ def tiny_styles(monkeypatch):
                                         tuple(np.c_[s[:, 0], -s[:, 1]].astype(np.float32) for s in line_strokes(text)))
                  for k, text in enumerate(["the cat sat on a mat", "a dog ran to it", "it sat on the mat"]))
     monkeypatch.setattr(handsynth.styles, "builtin_styles", lambda: mine + real)
-    monkeypatch.setattr(handsynth, "builtin_styles", lambda: mine + real)
     return [s.id for s in mine], [s.id for s in real]
 
 

@@ -336,19 +336,23 @@ def test_stray_marks_after_the_text_are_trimmed():
     # 'ab' joined, a full stop (on the last character), then a tick to its right as the window passes
     word, stop = (20, 0.1, [0] * 10 + [1] * 10), (3, 0.0, 2, 0.3)
     off, phi = line([word, stop, (6, 0.02, [2, 2, 3, 3, 3, 3], 0.5)])
-    assert _trim_run_on(off, phi) == 23
+    assert _trim_run_on(off, phi, "ab.") == 23
     # the same without the tick: the full stop stays
     off, phi = line([word, (3, 0.0, [2, 2, 3], 0.3)])
-    assert _trim_run_on(off, phi) == 23
+    assert _trim_run_on(off, phi, "ab.") == 23
     # a last character of two strokes (the second crossing the first, not right of it) stays
     off, phi = line([word, (4, 0.1, 2), (4, -0.1, [2, 3, 3, 3])])
-    assert _trim_run_on(off, phi) == 28
+    assert _trim_run_on(off, phi, "ab.") == 28
     # an i's dot (above the stem, not right of it) on the last character, then the full stop: it stays
     off, phi = line([word, (3, 0.0, 2), (3, 0.0, [2, 3, 3], 0.5)])
-    assert _trim_run_on(off, phi) == 26
+    assert _trim_run_on(off, phi, "ab.") == 26
     # a stroke written wholly past the text goes
     off, phi = line([word, (3, 0.0, 2), (10, -0.05, 3)])
-    assert _trim_run_on(off, phi) == 23
+    assert _trim_run_on(off, phi, "ab.") == 23
+    # a doubled last mark: a second stroke on the last character standing right of the first
+    # (the eval's stray rule, measures.stray_strokes) goes, and whatever follows it
+    off, phi = line([word, stop, (3, 0.0, 2, 0.5), (3, 0.0, 2, 0.5)])
+    assert _trim_run_on(off, phi, "ab.") == 23
 
 
 def test_a_wide_page_wraps_at_the_line_limit(hw):
