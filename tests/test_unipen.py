@@ -133,3 +133,14 @@ def test_line_samples_runs_stitching_and_cover():
     gap = b[:, 0].min() - a[:, 0].max()
     assert 0.3 < gap < 2.0                                                     # a word space, not 40 units
     assert dropped["free text covered by its words"] == 1 and sum(v for k, v in dropped.items() if "@" in k) == 1
+
+
+def test_thin_brings_an_ink_to_iam_density():
+    from handsynth.data.unipen import POINTS_PER_CHAR, LineSample, thin
+    dense = int(3 * POINTS_PER_CHAR) * 4                      # a 4-character word at 3x IAM's density
+    pts = np.c_[np.linspace(0, 10, dense), np.sin(np.linspace(0, 20, dense))].astype(np.float32)
+    sparse = np.c_[np.linspace(0, 10, 80), np.zeros(80)].astype(np.float32)
+    out = thin([LineSample("abcd", [pts], "w", "a.dat", 1, True), LineSample("efgh", [sparse], "w", "b.dat", 1, True)])
+    kept = out[0].strokes[0]
+    assert abs(len(kept) / 4 - POINTS_PER_CHAR) < 2 and np.allclose(kept[[0, -1]], pts[[0, -1]])
+    assert out[1].strokes[0] is sparse                         # already at IAM's density: untouched
