@@ -106,6 +106,8 @@ def model_file(model: str | os.PathLike | None = None) -> tuple[Path, str | None
         return info.path, info.name
     if not isinstance(model, (str, os.PathLike)):
         raise HandsynthError(f"model must be a shipped model's name or a file path (got {type(model).__name__})")
+    if not str(model).strip() or "\0" in str(model):
+        raise HandsynthError(f"model {str(model)!r}: give a shipped model's name ({', '.join(MODELS)}) or a model file")
     path = Path(model)
     if not path.exists():
         raise HandsynthError(f"{model}: no such model file, and not a shipped model name "
@@ -120,9 +122,11 @@ def load_model(model: str | os.PathLike | None = None) -> Handwriter:
 
     from . import checkpoint
     from .alphabet import Alphabet
+    from .validate import check_model_file, check_model_meta
     from .writer import Handwriter
 
     path, name = model_file(model)
+    check_model_file(path)   # truncated, empty, not a PyTorch file: said before the reader tries
     net, meta = checkpoint.load(path)
-    return Handwriter(net, Alphabet(meta["alphabet"]), np.array(meta["offset_mean"], np.float32),
-                      np.array(meta["offset_std"], np.float32), path, name)
+    chars, mean, std = check_model_meta(meta, net, path)   # alphabet, statistics, finite weights
+    return Handwriter(net, Alphabet(chars), np.array(mean, np.float32), np.array(std, np.float32), path, name)

@@ -23,9 +23,12 @@ class Alphabet:
     """An ordered set of characters the model knows."""
 
     def __init__(self, chars: Iterable[str]):
-        chars = sorted(set(chars))
-        if any(len(c) != 1 for c in chars):
-            raise ValueError("alphabet entries must be single characters")
+        try:
+            chars = sorted(set(chars))
+        except TypeError:
+            raise HandsynthError("an alphabet is a string of characters") from None
+        if any(not isinstance(c, str) or len(c) != 1 for c in chars):
+            raise HandsynthError("alphabet entries must be single characters")
         self.chars = "".join(chars)
         self._index = {c: i + 1 for i, c in enumerate(self.chars)}
 

@@ -19,9 +19,21 @@ MODEL_HELP = "a shipped model's name (`handsynth models`) or a model file (defau
 def _write(a) -> None:
     import handsynth
 
-    text = sys.stdin.read() if a.text == "-" else a.text
+    from . import validate
     from .drawing import format_of
-    fmt = format_of(a.output)  # fail on bad output options before spending time on sampling
+    from .writer import MAX_WRITE_CHARS
+    if a.text == "-":   # at most what the character limit allows (4 bytes a character, a BOM): no endless read
+        if sys.stdin is None:
+            raise HandsynthError("the text is - but there is no standard input to read it from")
+        limit = 4 * MAX_WRITE_CHARS + 4
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise HandsynthError(f"standard input holds more than the limit of {MAX_WRITE_CHARS} characters")
+        text = validate.decode_text(data, "standard input")
+    else:
+        text = validate.utf8_text(a.text, "the text")
+    validate.output_file(a.output)   # fail on a bad output before spending time on sampling
+    fmt = format_of(a.output)
     output = _output(a, fmt)
     if a.style and a.style_file:
         raise HandsynthError("give either --style or --style-file, not both")
@@ -32,8 +44,10 @@ def _write(a) -> None:
     if a.redo_seed is not None and a.redo_seed < 0:
         raise HandsynthError(f"--redo-seed must be 0 or more (got {a.redo_seed})")
     redo = {n - 1: 1 if a.redo_seed is None else a.redo_seed for n in a.redo_word or []}
+    from .styles import get_style, style_from_file
+    # the style before the model: a bad style file or name fails at once, not after loading
+    style = style_from_file(Path(a.style_file)) if a.style_file else get_style(a.style) if a.style else None
     hw = handsynth.load_model(a.model)
-    style = Path(a.style_file) if a.style_file else a.style
     try:
         drawing = hw.write(text, style=style, bias=a.bias, seed=a.seed, width=a.width, align=a.align,
                            stroke_width=a.stroke_width, color=a.color,
@@ -95,6 +109,8 @@ def _styles(a) -> None:
     if a.sheet:
         import handsynth
         from .evaluate import style_sheet
+        from .validate import output_file
+        output_file(a.sheet, "--sheet")   # a folder that takes files, before writing every style
         hw = handsynth.load_model(a.model)
         style_sheet(hw, a.text, a.sheet, bias=a.bias, seed=a.seed)
         if not a.quiet:
@@ -184,6 +200,24 @@ def _run_args(p: argparse.ArgumentParser, tc, what: str) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
 
 
+def _port(text: str) -> int:
+    """A TCP port number, 0 to 65535 (argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line like every other error (status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"handsynth: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from .checkpoint import DEFAULT_ARCH, families
     from .layout import RULINGS
@@ -192,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
     from .render import PENS
     from .train import TrainConfig as TC
 
-    p = argparse.ArgumentParser(prog="handsynth", description="Typed text in, believable handwriting out.")
+    p = _Parser(prog="handsynth", description="Typed text in, believable handwriting out.")
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("write", help="write text as handwriting to a PNG, SVG or PDF file")
@@ -266,7 +300,7 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("serve", help="the web page and HTTP API")
     v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--port", type=_port, default=8000)
     v.add_argument("--model", help=MODEL_HELP)
     v.set_defaults(func=_serve)
 

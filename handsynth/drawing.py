@@ -13,22 +13,26 @@ from the sampler's alignment) and how it was written (``source``), so that
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import write_all_atomic
 from .errors import HandsynthError
 from .render import Ink, page_png, page_svg, pages_pdf
+from .validate import flag, number, output_file, shown
 
 FORMATS = ("png", "svg", "pdf", "gcode", "inkml", "gif", "webp")
 ONE_FILE = ("pdf", "inkml")    # every page in one file
 
 
 def format_of(path) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise HandsynthError(f"an output needs a file name such as out.png (got {shown(path)})")
     ext = Path(path).suffix.lower().lstrip(".")
     if ext not in FORMATS:
-        shown = ", ".join(f".{f}" for f in FORMATS)
-        raise HandsynthError(f"{path}: unknown output format {ext or '(none)'!r}; use a file name ending in {shown}")
+        known = ", ".join(f".{f}" for f in FORMATS)
+        raise HandsynthError(f"{path}: unknown output format {ext or '(none)'!r}; use a file name ending in {known}")
     return ext
 
 
@@ -45,6 +49,10 @@ class Output:
     gcode: object = None
 
     def check(self, fmt: str) -> None:
+        from .plotter import MAX_TOLERANCE
+        for name in ("animate", "plotter", "order"):
+            flag(getattr(self, name), name)
+        number(self.simplify, "the simplify tolerance (mm)", 0.0, MAX_TOLERANCE)
         if self.animate and fmt != "svg":
             raise HandsynthError("--animate is for .svg files (.gif and .webp are always animated)")
         if self.animate and self.plotter:
@@ -129,8 +137,10 @@ class Drawing:
     def render(self, fmt: str, output: Output = Output(), page: int | None = None) -> list[bytes]:
         """The file(s) for a format: one per page, or one for PDF and InkML. ``page`` (from 0):
         only that page's file (PDF and InkML still hold every page)."""
-        if fmt not in FORMATS:
-            raise HandsynthError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        if not isinstance(fmt, str) or fmt not in FORMATS:
+            raise HandsynthError(f"unknown format {shown(fmt)}: use one of {', '.join(FORMATS)}")
+        if not isinstance(output, Output):
+            raise HandsynthError(f"output must be a drawing.Output (got {type(output).__name__})")
         output.check(fmt)
         pages = range(len(self.pages)) if page is None else [self._page(page)]
         if fmt == "pdf":
@@ -164,10 +174,11 @@ class Drawing:
         """Write to ``path`` in the format its extension names (several pages of a per-page
         format to numbered files ``out-1.png``, ``out-2.png``, ...), all files or none. Returns
         the paths written."""
-        if not isinstance(path, (str, Path)) or not str(path):
-            raise HandsynthError(f"save needs a file name such as out.png (got {path!r})")
-        path = Path(path)
-        files = self.render(format_of(path), output)
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise HandsynthError(f"save needs a file name such as out.png (got {shown(path)})")
+        path = output_file(path)   # a folder that takes files, before rendering
+        fmt = format_of(path)
+        files = self.render(fmt, output)
         if len(files) == 1:
             targets = [path]
         else:

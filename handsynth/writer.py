@@ -1,11 +1,14 @@
 """The ``Handwriter`` facade: text -> lines -> sampled, checked lines -> a ``Drawing``."""
 from __future__ import annotations
 
+import numbers
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from . import validate
 from .alphabet import Alphabet
 from .errors import HandsynthError
 from .layout import PageOptions, PlacedLine, WordSpan, place, straighten, wrap
@@ -16,7 +19,7 @@ from .render import Ink
 from .sampling import (MAX_LINE_CHARS, Line, Primer, SamplingOptions, sample_checked, sample_lines,
                        word_strokes)
 from .strokes import baseline, offsets_to_strokes, transform
-from .styles import get_style, style_from_file, style_from_json
+from .styles import Style, get_style, style_from_file, style_from_json
 
 MAX_WRITE_CHARS = 3000    # characters per write() call: about 2 pages
 BATCH_LINES = 12          # lines sampled together
@@ -96,10 +99,13 @@ class Handwriter:
             return None
         if isinstance(style, dict):
             style = style_from_json(style)
-        elif isinstance(style, Path):
-            style = style_from_file(style)
+        elif isinstance(style, os.PathLike):
+            style = style_from_file(Path(style))
         elif isinstance(style, str):
             style = get_style(style)
+        elif not isinstance(style, Style):
+            raise HandsynthError(f"style must be a built-in style's id or name, a Style, a sample dict or a "
+                                 f"pathlib.Path of a sample file (got {type(style).__name__})")
         text = self.alphabet.normalize(style.text, skip_unknown=False) if style.text else ""
         return Primer(style.offsets(), text)
 
@@ -135,18 +141,31 @@ class Handwriter:
         ``redo``: ``{word index: seed}``, words to write again (``redo_word``, in word order) after
         the page is written; the page is otherwise the same as without it. The drawing keeps its
         words (``Drawing.words``) and how it was written (``Drawing.source``)."""
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise HandsynthError(f"text must be a string (got {type(text).__name__})")
+        if not text.strip():
             raise HandsynthError("empty text: give at least one character to write")
         if len(text) > MAX_WRITE_CHARS:
             raise HandsynthError(f"the text has {len(text)} characters; the limit is {MAX_WRITE_CHARS} per call")
+        if isinstance(bias, bool) or not isinstance(bias, numbers.Real):
+            raise HandsynthError(f"bias must be a number (got {validate.shown(bias)})")
         try:
             bias = float(bias)
-        except (TypeError, ValueError):
-            raise HandsynthError(f"bias must be a number (got {bias!r})") from None
+        except OverflowError:   # an int beyond float64
+            bias = float("inf")
         if not 0.0 <= bias <= 10.0:
             raise HandsynthError(f"bias {bias} is out of range: use 0 (wild) to 10 (very neat)")
-        ink = Ink(stroke_width=float(stroke_width), color=color, background=background, dpi=int(dpi), pen=pen,
-                  ink_variation=None if ink_variation is None else float(ink_variation), seed=int(seed))
+        seed = validate.whole(seed, "seed", 0, validate.MAX_SEED)
+        width = validate.optional(validate.whole, width, "width (pixels)")
+        skip_unknown = validate.flag(skip_unknown, "skip_unknown")
+        landscape = validate.flag(landscape, "landscape")
+        for what, mm in (("the line spacing (mm)", line_spacing_mm), ("the x-height (mm)", x_height_mm)):
+            validate.optional(validate.number, mm, what, above=0.0)
+        validate.callback(progress, "progress")
+        validate.callback(check, "check")
+        ink = Ink(stroke_width=validate.number(stroke_width, "stroke_width"), color=color, background=background,
+                  dpi=validate.whole(dpi, "dpi"), pen=pen,
+                  ink_variation=validate.optional(validate.number, ink_variation, "ink_variation"), seed=seed)
         page = page_options(width, align, ink.dpi, paper, landscape, margin_mm, line_spacing_mm, x_height_mm, ruling)
         if page.sheet:
             ink = sheet_ink(ink)
@@ -192,7 +211,8 @@ class Handwriter:
         for index, seed in redo.items():
             for what, v in (("word number", index), ("seed", seed)):
                 if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                    raise HandsynthError(f"redo: the {what} must be a whole number from 0 (got {v!r})")
+                    raise HandsynthError(f"redo: the {what} must be a whole number from 0 (got {validate.shown(v)})")
+            validate.whole(seed, "redo: the seed", 0, validate.MAX_SEED)
             if index >= n_words:
                 err = HandsynthError(f"word {index} does not exist: the text has {n_words} word(s), numbered from 0")
                 err.words = n_words   # (for callers that count from 1)
@@ -208,7 +228,7 @@ class Handwriter:
         ``REDO_TRIES`` writings are tried for one that fits the line's room; if none fits, the
         narrowest is shrunk to fit. Deterministic: the same drawing, word and seed give the
         same result. ``drawing`` must come from ``write`` (it knows how it was written)."""
-        src = drawing.source
+        src = getattr(drawing, "source", None)
         if not isinstance(src, Written):
             raise HandsynthError("this drawing does not say how it was written: only a drawing from "
                                  "Handwriter.write can have a word written again")

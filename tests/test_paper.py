@@ -277,7 +277,7 @@ def test_default_output_is_unchanged(note):
     ({"paper": "a6", "margin_mm": 60}, "margins of 60 mm leave no room to write on a6 (105 x 148 mm) paper"),
     ({"paper": "10x400mm"}, "paper 10 x 400 mm is out of range"),
     ({"paper": "a4", "x_height_mm": 4, "line_spacing_mm": 5}, "the lines would overlap"),
-    ({"paper": "a4", "x_height_mm": 0}, "x-height 0 mm is out of range"),
+    ({"paper": "a4", "x_height_mm": 0}, "the x-height (mm) must be a finite number above 0"),
     ({"paper": "a4", "margin_mm": "wide"}, "the margin must be a number of millimetres"),
     ({"paper": "a4", "dpi": 1200}, "a4 (210 x 297 mm) paper at 1200 dpi is 9921 x 14031 px"),
     ({"paper": "a4", "width": 800}, "either a page width in pixels (--width) or a paper size"),

@@ -3,13 +3,23 @@ style, write it and see the image (the writing played as it appears); draw a sam
 with the mouse, use it as the style and write with it; it survives a reload; empty/short samples
 and bad text get messages in the page; click a word to write it again (its strokes change, no
 other does); paper, ruling and pen choices and the downloads of every format. Screenshots are
-saved and checked to show the result."""
+saved and checked to show the result. At a desktop (1280x900) and a phone (390x844, touch) size:
+the text, the styles and the "Write it" button in view without scrolling, the result in view after
+writing and fitting the width (or panned inside its own box at full size), the pad in view and tall
+enough, its sentence never cut off and written over two lines on the phone, no sideways scrolling
+of the page. Unknown characters get a message naming them and a checkbox that leaves them out; the
+API docs (/docs) render with every request to another host blocked, and no page links to one.
+Screenshots go to tmp_path, or to $HANDSYNTH_WEBSHOTS (e.g. /tmp/webshots) to look at them."""
 from __future__ import annotations
 
 import io
 import math
 import os
+import re
+import urllib.parse
+import urllib.request
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,12 +53,19 @@ def browser():
         b.close()
 
 
+def watch_errors(pg, errors=None) -> list:
+    """The page's script errors and Content-Security-Policy refusals, collected into a list."""
+    errors = [] if errors is None else errors
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
+    return errors
+
+
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
     pg = context.new_page()
-    console_errors = []
-    pg.on("pageerror", lambda e: console_errors.append(str(e)))
+    console_errors = watch_errors(pg)
     pg.goto(server.url + "/")
     pg.wait_for_selector("body[data-ready='1']", timeout=15000)
     yield pg
@@ -73,18 +90,18 @@ def set_range(pg, selector: str, value: float):
     pg.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
 
 
-def assert_screenshot_shows_result(pg, path):
+def assert_screenshot_shows_result(pg, path, scale: float = 1):
     """Save a screenshot of the page and check that the result image's region holds ink (once the
-    writing has played)."""
+    writing has played). ``scale``: the device pixels per CSS pixel."""
     pg.wait_for_selector("img#play", state="hidden", timeout=30000)
     pg.locator("#result").scroll_into_view_if_needed()
     pg.screenshot(path=str(path))
-    box = pg.locator("#result").bounding_box()
+    box = {k: v * scale for k, v in pg.locator("#result").bounding_box().items()}
     shot = Image.open(path).convert("L")
-    assert shot.size == (1280, 1000)
+    assert shot.size == (round(pg.viewport_size["width"] * scale), round(pg.viewport_size["height"] * scale))
     region = np.asarray(shot.crop((int(box["x"]), int(box["y"]),
                                    int(box["x"] + box["width"]), int(box["y"] + box["height"]))))
-    assert region.size > 0 and box["width"] > 100 and box["height"] > 20, box
+    assert region.size > 0 and box["width"] > 100 * scale and box["height"] > 20 * scale, box
     dark = (region < 128).sum()  # (the untrained placeholder model may write as little as a dot)
     assert dark >= 4, f"the result region of the screenshot is blank ({dark} dark pixels)"
     assert (region > 230).mean() > 0.5  # ink on paper, not a dark or broken box
@@ -143,11 +160,24 @@ def test_errors_are_shown_in_the_page(page):
     pg.fill("#text", "   ")
     pg.click("#generate")
     assert "Type a text" in pg.locator("#error").text_content()
-    pg.fill("#text", "hi \u4e2d")
+    pg.fill("#text", "hi \u4e2d\nand \u4e2d again")
     pg.click("#generate")
     pg.wait_for_function("() => !document.getElementById('error').hidden && "
                          "document.getElementById('error').textContent.includes('cannot write')", timeout=15000)
     assert pg.locator("#generate").is_enabled()
+    # a message for the page, not for the API: the character named, where it is, and a checkbox
+    message = pg.locator("#error-text").text_content()
+    assert "\u201c\u4e2d\u201d (U+4E2D)" in message and "2 times" in message and "lines 1, 2" in message
+    assert "skip_unknown" not in pg.locator("#error").text_content()
+    offer = pg.locator("#error-skip-box")
+    assert offer.is_visible() and not offer.is_checked()
+    assert "leave out characters the model cannot write" in pg.locator("#error-skip").text_content()
+    with pg.expect_request(lambda r: r.url.endswith("/v1/write") and r.post_data_json["format"] == "png") as req:
+        offer.check()
+    assert req.value.post_data_json["skip_unknown"] is True
+    wait_for_result(pg)
+    assert pg.locator("#skip-unknown").is_checked()           # the option stays on for the next writes
+    assert pg.evaluate("() => state.words.map(w => w[1])") == ["hi", "and", "again"]
 
 
 def test_write_in_my_hand(page, tmp_path):
@@ -183,6 +213,11 @@ def test_write_in_my_hand(page, tmp_path):
     pg.wait_for_selector("body[data-ready='1']")
     mine = pg.locator("#style-custom input")
     assert mine.is_enabled() and mine.is_checked()
+    # ... and scrolled into sight in the list of styles (the last card), the page itself unscrolled
+    card, picker = pg.locator("#style-custom").bounding_box(), pg.locator("#styles").bounding_box()
+    assert picker["y"] - 1 <= card["y"] and card["y"] + card["height"] <= picker["y"] + picker["height"] + 1
+    assert pg.evaluate("() => document.getElementById('styles').scrollTop") > 0
+    assert pg.evaluate("() => scrollY") == 0
     pg.fill("#text", "hello")
     pg.click("#generate")
     wait_for_result(pg)  # (the same request: answered from the server's cache, so quickly)
@@ -323,3 +358,209 @@ def test_paper_ruling_pen_and_every_download(page, tmp_path):
         data = dl.value.path().read_bytes()
         assert ok(data), what
     assert pg.locator("#error").is_hidden()
+
+
+# ---- a desktop and a phone, the API docs offline, no other host (issue 18) -------------------
+
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
+
+
+def shots_dir(tmp_path) -> Path:
+    """Where screenshots go: $HANDSYNTH_WEBSHOTS if set (to look at them), else the test's tmp_path."""
+    d = Path(os.environ.get("HANDSYNTH_WEBSHOTS") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """open_page(**context options) -> a page of the server, ready; page errors fail the test."""
+    contexts, errors = [], []
+
+    def open_(**options):
+        context = browser.new_context(**options)
+        contexts.append(context)
+        pg = context.new_page()
+        watch_errors(pg, errors)
+        pg.goto(server.url + "/")
+        pg.wait_for_selector("body[data-ready='1']", timeout=15000)
+        return pg
+    yield open_
+    for c in contexts:
+        c.close()
+    assert not errors, errors
+
+
+def assert_in_view(pg, selector: str):
+    box = pg.locator(selector).bounding_box()
+    vw, vh = pg.viewport_size["width"], pg.viewport_size["height"]
+    assert box is not None, f"{selector} is not shown"
+    assert box["x"] >= -1 and box["y"] >= -1 and box["x"] + box["width"] <= vw + 1 and \
+        box["y"] + box["height"] <= vh + 1, f"{selector} is not in view: {box} in {vw}x{vh}"
+    return box
+
+
+def assert_no_sideways_scroll(pg):
+    sw, iw = pg.evaluate("() => [document.scrollingElement.scrollWidth, innerWidth]")
+    assert sw <= iw, f"the page scrolls sideways: {sw} px wide in a {iw} px window"
+
+
+def previews_loaded(pg):
+    pg.wait_for_function("() => [...document.querySelectorAll('#styles img')]"
+                         ".every(i => i.complete && i.naturalWidth > 0)", timeout=30000)
+
+
+def test_desktop_layout(open_page, tmp_path):
+    pg = open_page(**DESKTOP)
+    shots = shots_dir(tmp_path)
+    previews_loaded(pg)
+    # the text, the styles and the button in view without scrolling
+    for sel in ("#text", "#styles", "#generate", ".style-card:has(input:checked)"):
+        assert_in_view(pg, sel)
+    assert_no_sideways_scroll(pg)
+    if pg.locator("#styles input[value^='builtin:']").count():
+        # large previews (the style's own writing, cropped to fill the card), traits as tags
+        card = pg.locator(".style-card:has(input[value='builtin:s01'])")
+        preview = card.locator(".preview").bounding_box()
+        assert preview["width"] >= 300 and preview["height"] >= 40, preview
+        assert card.locator(".tag").count() >= 3
+        crop = pg.evaluate("() => getComputedStyle(document.querySelector('.preview:has(img)')).getPropertyValue('--w')")
+        assert crop.endswith("%") and float(crop[:-1]) > 110          # cropped: the image drawn wider than its box
+        assert pg.locator(".tag.writer").count() >= 2                 # "writer 1 of 2": names shared by styles
+    pg.screenshot(path=str(shots / "desktop-load.png"))
+    # the button stays in view with the options scrolled to
+    pg.locator("#seed").scroll_into_view_if_needed()
+    assert_in_view(pg, "#seed")
+    assert_in_view(pg, "#generate")
+    pg.fill("#text", "Dear Ada,\nthank you for the lovely tea!")
+    pg.uncheck("#animate")                                        # (the other tests play it; no need to wait here)
+    pg.click("#generate")
+    wait_for_result(pg)
+    assert_in_view(pg, "#result")
+    assert_no_sideways_scroll(pg)
+    assert_screenshot_shows_result(pg, shots / "desktop-result.png")
+    pg.locator("#pad").scroll_into_view_if_needed()
+    box = assert_in_view(pg, "#pad")
+    assert box["height"] >= 180 and box["width"] >= 600
+    pg.screenshot(path=str(shots / "desktop-pad.png"))
+
+
+def test_phone_layout(open_page, tmp_path):
+    pg = open_page(**PHONE)
+    shots = shots_dir(tmp_path)
+    previews_loaded(pg)
+    assert_no_sideways_scroll(pg)
+    for sel in ("#text", "#generate"):
+        assert_in_view(pg, sel)
+    pg.screenshot(path=str(shots / "phone-load.png"))
+    pg.fill("#text", "Dear Ada,\nthank you for the lovely tea!\nSee you on Monday")
+    pg.locator("#animate").tap()
+    assert not pg.locator("#animate").is_checked()
+    pg.locator("#generate").tap()
+    wait_for_result(pg)
+    # the result in view, as wide as its box (the 1200 px page fitted to the width)
+    img = assert_in_view(pg, "#result")
+    box = pg.locator("#result-box").bounding_box()
+    assert img["width"] <= box["width"] and img["width"] >= box["width"] - 4, (img, box)
+    assert_no_sideways_scroll(pg)
+    pg.screenshot(path=str(shots / "phone-result.png"))
+    # full size: the page at its own pixel size, panned inside its box; the page still does not scroll sideways
+    pg.locator("#zoom").tap()
+    assert pg.locator("#result").bounding_box()["width"] == pytest.approx(1200, abs=1)
+    assert pg.evaluate("() => { const b = document.getElementById('result-box'); return b.scrollWidth > b.clientWidth; }")
+    assert_no_sideways_scroll(pg)
+    pg.evaluate("() => { document.getElementById('result-box').scrollLeft = 150; }")
+    pg.screenshot(path=str(shots / "phone-full-size.png"))
+    pg.locator("#zoom").tap()
+    assert pg.locator("#result").bounding_box()["width"] <= box["width"]
+
+    # the pad: tall enough, the sentence shown whole (it wraps), two guide lines for it
+    pg.locator("#pad").scroll_into_view_if_needed()
+    pad = assert_in_view(pg, "#pad")
+    assert pad["height"] >= 250 and pad["width"] >= 330, pad
+    prompt = pg.evaluate("() => { const p = document.getElementById('prompt'); "
+                         "return [p.scrollHeight, p.clientHeight, p.scrollWidth, p.clientWidth]; }")
+    assert prompt[0] <= prompt[1] + 1 and prompt[2] <= prompt[3], prompt
+    assert pg.evaluate("() => state.pad.lines") == 2
+    band = pg.evaluate("() => state.pad.band")
+    # the sentence over two lines: 4 "words" on the first, 3 on the second; one line is sent
+    for line, words in ((0, 4), (1, 3)):
+        x0, base, step = pad["x"] + 16, pad["y"] + band * (line + 0.68), (pad["width"] - 32) / words
+        for word in range(words):
+            pts = [(x0 + word * step + step * 0.15 * t / math.pi + 9 * math.cos(t),
+                    base - 24 * abs(math.sin(t / 2)) - 6 * math.sin(t))
+                   for t in (i / 39 * 4 * math.pi for i in range(40))]
+            pg.mouse.move(*pts[0])
+            pg.mouse.down()
+            for p in pts[1:]:
+                pg.mouse.move(*p)
+            pg.mouse.up()
+    assert "7 strokes" in pg.locator("#pad-count").text_content()
+    pg.screenshot(path=str(shots / "phone-pad.png"))
+    pg.locator("#use-sample").tap()
+    pg.wait_for_selector("#sample-msg.good", timeout=15000)
+    stored = pg.evaluate("() => JSON.parse(localStorage.getItem('handsynth.sample'))")
+    ys = [p[1] for s in stored["strokes"] for p in s]
+    xs = [p[0] for s in stored["strokes"] for p in s]
+    assert max(ys) - min(ys) < band * 0.6                         # one line ...
+    assert max(xs) - min(xs) > pad["width"] * 1.4                 # ... as long as the two
+    assert xs.index(max(xs)) > len(xs) * 0.8                      # the second line goes on after the first
+    assert_no_sideways_scroll(pg)
+
+
+def test_docs_offline(browser, server, tmp_path):
+    """/docs with every request to another host refused: the endpoints are shown, none was asked."""
+    context = browser.new_context(**DESKTOP)
+    refused = []
+
+    def only_loopback(route):
+        if urllib.parse.urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+    context.route("**/*", only_loopback)
+    try:
+        pg = context.new_page()
+        errors = watch_errors(pg)
+        pg.goto(server.url + "/docs")
+        pg.wait_for_selector("body[data-ready='1']", timeout=15000)
+        shown = pg.locator("#endpoints").inner_text()
+        spec = pg.evaluate("async () => await (await fetch('/openapi.json')).json()")
+        for path in spec["paths"]:
+            assert path in shown
+        assert pg.locator(".op").count() == sum(len(v) for v in spec["paths"].values())
+        assert "skip_unknown" in shown and "WriteRequest" in pg.locator("#schemas").inner_text()
+        op = pg.locator(".op:has(.path:text-is('/healthz'))")     # and a request can be tried from the page
+        op.locator("summary").click()
+        op.locator("button").click()
+        pg.wait_for_function("() => document.querySelector('#op-get--healthz .status')", timeout=10000)
+        assert op.locator(".status").text_content().startswith("200")
+        pg.screenshot(path=str(shots_dir(tmp_path) / "docs-offline.png"))
+        assert not refused, refused
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_pages_load_nothing_from_other_hosts(server):
+    """The HTML, scripts and styles served name no other host, and the pages say so to the browser
+    (Content-Security-Policy)."""
+    def get(path):
+        with urllib.request.urlopen(server.url + path, timeout=10) as r:
+            return r.read().decode("utf-8"), r.headers
+    files, seen = ["/", "/docs"], set()
+    static = Path(handsynth.__file__).parent / "server" / "static"
+    files += [f"/static/{p.name}" for p in sorted(static.iterdir()) if p.is_file()]
+    for path in files:
+        text, headers = get(path)
+        seen.add(path)
+        if path in ("/", "/docs"):
+            assert "default-src 'self'" in headers["Content-Security-Policy"]
+            for ref in re.findall(r'(?:src|href)="([^"]+)"', text):
+                assert not urllib.parse.urlsplit(ref).netloc, ref
+                if ref.startswith("/static/") and ref not in seen:
+                    files.append(ref)
+        hosts = {urllib.parse.urlsplit(u).hostname for u in re.findall(r"https?://[^\s\"'`)<>]+", text)}
+        assert hosts <= {"127.0.0.1", "localhost"}, (path, hosts)

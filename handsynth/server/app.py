@@ -49,6 +49,11 @@ from ..styles import Style, builtin_styles, get_style, style_from_json
 log = logging.getLogger("handsynth.server")
 
 STATIC = Path(__file__).with_name("static")
+# The pages load nothing from other hosts (they work offline); the browser is told so too.
+PAGE_HEADERS = {"Cache-Control": "no-cache",
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:; "
+                                           "object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                           "frame-ancestors 'none'"}
 
 # Documented input limits (docs/server.md). The text limit and the three size limits can be
 # changed with create_app(); the value ranges are fixed.
@@ -482,6 +487,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,   # (theirs load scripts from a CDN: /docs below is self-contained)
         title="handsynth",
         version="0.1.0",
         description="Typed text in, handwriting out. `POST /v1/write` returns PNG, SVG, PDF, G-code, InkML, "
@@ -511,10 +517,11 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "error"
+        path = request.url.path if len(request.url.path) <= 100 else request.url.path[:97] + "..."
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no such page: {request.url.path} (the API is described at /docs)"
+            message = f"no such page: {path} (the API is described at /docs)"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path} (the API is described at /docs)"
+            message = f"{request.method} is not allowed on {path} (the API is described at /docs)"
         return _json_error(exc.status_code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -697,7 +704,12 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
 
     @app.get("/", include_in_schema=False)
     async def index():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        """The API described from /openapi.json by a page of this server's own (works offline)."""
+        return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -54,6 +54,9 @@ def check_sample(sample: Sample, where: str) -> Style:
     if n_points < MIN_POINTS:
         raise HandsynthError(f"{where}: the sample has only {n_points} points; write the whole text")
     off = normalize_line(sample.strokes)
+    if not np.all(np.isfinite(off)):
+        raise HandsynthError(f"{where}: the strokes cannot be normalised (their points are too far apart or "
+                             "all in one place); send the handwriting as drawn")
     per_char = len(off) / len(sample.text)
     if not 2.5 <= per_char <= 60:
         raise HandsynthError(f"{where}: the strokes do not look like the text {sample.text!r} "

@@ -21,16 +21,56 @@ const state = {
   busy: false,
   styles: null,         // the built-in styles (GET /v1/styles)
   sessionSample: null,  // the sample, if local storage is unavailable
+  pad: null,            // the pad's guide lines: {lines, band (CSS px each)}
 };
 
 // ---------------------------------------------------------------- errors: always in the page
 
-function showError(message) {
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = false;
+function showError(message, offerSkip) {
+  $("error-text").textContent = message;
+  $("error-skip").hidden = !offerSkip;
+  $("error-skip-box").checked = false;
+  $("error").hidden = false;
 }
-function clearError() { $("error").hidden = true; $("error").textContent = ""; }
+function clearError() { $("error").hidden = true; $("error-text").textContent = ""; $("error-skip").hidden = true; }
+
+// The server names the characters its model cannot write as Python reprs:
+// "the model cannot write these characters: '中' '\t'; remove them or ...". Returns them, or null.
+function unknownCharacters(message) {
+  const m = /cannot write these characters: (.*?); remove them/.exec(message || "");
+  if (!m) return null;
+  const unescape = (s) => s.replace(/\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)/g, (_, e) =>
+    (e.length > 1 ? String.fromCodePoint(parseInt(e.slice(1), 16)) : ({ n: "\n", t: "\t", r: "\r" }[e] ?? e)));
+  const chars = [];
+  for (const x of m[1].matchAll(/'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"/g)) chars.push(unescape(x[1] ?? x[2]));
+  return chars.length ? chars : null;
+}
+
+function charLabel(c) {
+  const code = "U+" + c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+  if (c === " ") return "a space";
+  if (!/[\p{L}\p{N}\p{P}\p{S}]/u.test(c)) return `an invisible character (${code})`;
+  return c.codePointAt(0) < 128 ? `“${c}”` : `“${c}” (${code})`;
+}
+
+// A message that makes sense on the page (the server's says which JSON field to send).
+function explainUnknown(chars, body) {
+  const text = body.text, list = chars.map(charLabel);
+  const named = list.length === 1 ? list[0] : list.slice(0, -1).join(", ") + " and " + list[list.length - 1];
+  const lines = text.split("\n");
+  const where = [...new Set(chars.flatMap((c) => lines.map((l, i) => (l.includes(c) ? i + 1 : 0)).filter(Boolean)))].sort((a, b) => a - b);
+  if (where.length) {
+    const n = [...text].filter((c) => chars.includes(c)).length;
+    const at = where.length === 1 ? `line ${where[0]}` : `lines ${where.slice(0, 5).join(", ")}${where.length > 5 ? ", …" : ""}`;
+    return { offerSkip: true, message: `The model cannot write ${named} (${n === 1 ? "once" : n + " times"} in your ` +
+      `text, ${at}). Change or delete ${n === 1 ? "it" : "them"}, or leave ${n === 1 ? "it" : "them"} out:` };
+  }
+  if (body.style_sample && chars.some((c) => body.style_sample.text.includes(c))) {
+    return { offerSkip: false, message: `The sentence of your handwriting sample has ${named}, which the model cannot ` +
+      `write: write a new sample (“Write in my hand”), or pick another style.` };
+  }
+  return { offerSkip: true, message: `The model cannot write ${named} in your text. Change or delete them, or leave them out:` };
+}
 window.addEventListener("error", (e) => showError(`Something went wrong in the page: ${e.message}`));
 window.addEventListener("unhandledrejection", (e) => {
   e.preventDefault();
@@ -78,20 +118,95 @@ function store(key, value) {
 
 // ---------------------------------------------------------------- style picker
 
-function styleCard(value, name, title, preview) {
+const PREVIEW_RATIO = 7;   // width / height of every preview box
+
+function styleCard(value, nameNode, title, preview) {
   const label = document.createElement("label");
   label.className = "style-card";
-  label.title = title || name;
+  label.title = title;
   const input = document.createElement("input");
   input.type = "radio";
   input.name = "style";
   input.value = value;
   input.addEventListener("change", () => { store(KEY_STYLE, value); markChecked(); });
-  label.append(input, preview);
-  const span = document.createElement("span");
-  span.textContent = name;
-  label.append(span);
+  const box = document.createElement("div");
+  box.className = "preview";
+  box.style.setProperty("--ar", String(PREVIEW_RATIO));
+  box.append(preview);
+  label.append(input, box, nameNode);
   return label;
+}
+
+function tag(text, cls) {
+  const t = document.createElement("span");
+  t.className = "tag" + (cls ? " " + cls : "");
+  t.textContent = text;
+  return t;
+}
+
+function plainName(text) {
+  const span = document.createElement("span");
+  span.className = "style-name";
+  const b = document.createElement("span");
+  b.className = "title";
+  b.textContent = text;
+  span.append(b);
+  return span;
+}
+
+// A built-in style's name ("semi-joined, upright, small 2") as what tells it apart: its traits as
+// tags, and, where several styles share the traits, which writer of those it is.
+function styleTraits(styles) {
+  const base = (s) => s.name.replace(/\s+\d+$/, "");
+  const groups = new Map();
+  for (const s of styles) groups.set(base(s), [...(groups.get(base(s)) || []), s.id]);
+  return (s) => {
+    const span = document.createElement("span");
+    span.className = "style-name";
+    for (const part of base(s).split(/\s*,\s*/).filter(Boolean)) {
+      span.append(tag(part, /print/i.test(part) ? "hand-print" : /join|cursive/i.test(part) ? "hand-joined" : ""));
+    }
+    const group = groups.get(base(s));
+    if (group.length > 1) span.append(tag(`writer ${group.indexOf(s.id) + 1} of ${group.length}`, "writer"));
+    const id = document.createElement("span");
+    id.className = "sid";
+    id.textContent = s.id;
+    span.append(id);
+    return span;
+  };
+}
+
+// The preview PNG (the style's own sample, 600 px wide) has wide margins: crop it to its ink, so
+// that the writing fills the card's width.
+function cropPreview(img) {
+  try {
+    const w = img.naturalWidth, h = img.naturalHeight;
+    const c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    const ctx = c.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(img, 0, 0);
+    const data = ctx.getImageData(0, 0, w, h).data;
+    let x0 = w, x1 = -1, y0 = h, y1 = -1;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const i = (y * w + x) * 4;
+        if (data[i + 3] > 64 && data[i] + data[i + 1] + data[i + 2] < 600) {
+          if (x < x0) x0 = x;
+          if (x > x1) x1 = x;
+          if (y < y0) y0 = y;
+          if (y > y1) y1 = y;
+        }
+      }
+    }
+    if (x1 < 0) return;
+    const margin = 8;
+    let fw = x1 - x0 + 2 * margin, fh = fw / PREVIEW_RATIO;
+    if (y1 - y0 + 2 * margin > fh) { fh = y1 - y0 + 2 * margin; fw = fh * PREVIEW_RATIO; }
+    const box = img.parentElement.style;
+    box.setProperty("--w", `${(w / fw) * 100}%`);
+    box.setProperty("--left", `${(-(x0 - margin) / fw) * 100}%`);
+    box.setProperty("--top", `${(-((y0 + y1) / 2 - fh / 2) / fw) * 100}%`);
+  } catch (_) { /* the uncropped image still shows */ }
 }
 
 function markChecked() {  // for browsers without :has()
@@ -110,12 +225,23 @@ function selectStyle(value) {
   const fallback = document.querySelector('input[name="style"]');
   (input || fallback).checked = true;
   markChecked();
+  revealChecked();
+}
+
+// Scroll the picker (only the picker, not the page) to the chosen card.
+function revealChecked() {
+  const input = document.querySelector('input[name="style"]:checked');
+  if (!input) return;
+  const box = $("styles"), card = input.closest(".style-card");
+  const b = box.getBoundingClientRect(), c = card.getBoundingClientRect();
+  if (c.top >= b.top && c.bottom <= b.bottom) return;
+  box.scrollTop += c.top - b.top - Math.max(0, (box.clientHeight - c.height) / 2);
 }
 
 function drawSample(canvas, strokes, lineWidth) {
   const ctx = canvas.getContext("2d");
   const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 150, h = canvas.clientHeight || 46;
+  const w = canvas.clientWidth || 350, h = canvas.clientHeight || 50;
   canvas.width = Math.round(w * dpr);
   canvas.height = Math.round(h * dpr);
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -124,18 +250,19 @@ function drawSample(canvas, strokes, lineWidth) {
   if (!pts.length) return;
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const pad = 4;
+  const pad = 6;
   const s = Math.min((w - 2 * pad) / Math.max(x1 - x0, 1), (h - 2 * pad) / Math.max(y1 - y0, 1));
+  const ox = pad, oy = (h - (y1 - y0) * s) / 2;
   ctx.strokeStyle = "#1b1f3b";
-  ctx.lineWidth = lineWidth || 1.2;
+  ctx.lineWidth = lineWidth || 1.4;
   ctx.lineCap = ctx.lineJoin = "round";
   for (const stroke of strokes) {
     ctx.beginPath();
     stroke.forEach(([x, y], i) => {
-      const px = pad + (x - x0) * s, py = pad + (y - y0) * s;
+      const px = ox + (x - x0) * s, py = oy + (y - y0) * s;
       if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
     });
-    if (stroke.length === 1) ctx.lineTo(pad + (stroke[0][0] - x0) * s + 0.5, pad + (stroke[0][1] - y0) * s);
+    if (stroke.length === 1) ctx.lineTo(ox + (stroke[0][0] - x0) * s + 0.5, oy + (stroke[0][1] - y0) * s);
     ctx.stroke();
   }
 }
@@ -158,22 +285,30 @@ async function buildStylePicker() {
   const cards = [];
   const own = document.createElement("div");
   own.className = "own";
-  own.textContent = "its own";
-  cards.push(styleCard("", "Model's own hand", "no priming: the model's own handwriting", own));
+  own.textContent = "no sample to copy: the hand it learnt";
+  cards.push(styleCard("", plainName("Model's own hand"), "no priming: the model's own handwriting", own));
+  const traits = styleTraits(styles);
   for (const s of styles) {
     const img = document.createElement("img");
+    img.alt = `${s.name}: “${s.text}”`;
+    img.decoding = "async";
+    img.addEventListener("load", () => cropPreview(img), { once: true });
     img.src = s.preview_url;
-    img.alt = `sample of style ${s.name}`;
-    cards.push(styleCard(`builtin:${s.id}`, s.name, `${s.name}: “${s.text}”${s.source ? " (" + s.source + ")" : ""}`, img));
+    cards.push(styleCard(`builtin:${s.id}`, traits(s),
+      `${s.id}, ${s.name}: its sample says “${s.text}”${s.source ? " (" + s.source + ")" : ""}`, img));
   }
   const sample = getSample();
   const canvas = document.createElement("canvas");
-  const mine = styleCard("custom", "My hand", sample ? `your sample: “${sample.text}”` : "write a sample below first", canvas);
+  const mine = styleCard("custom", plainName(sample ? "My hand" : "My hand (write a sample below)"),
+    sample ? `your sample: “${sample.text}”` : "write a sample below first", canvas);
   mine.id = "style-custom";
   if (!sample) {
     mine.classList.add("disabled");
     mine.querySelector("input").disabled = true;
-    mine.querySelector("span").textContent = "My hand (write a sample below)";
+    const hint = document.createElement("div");
+    hint.className = "own";
+    hint.textContent = "your handwriting, once you write a sample";
+    canvas.replaceWith(hint);
   }
   cards.push(mine);
   $("styles").replaceChildren(...cards);
@@ -207,6 +342,7 @@ function requestBody(format) {
     if ($("landscape").checked) body.landscape = true;
   }
   if ($("ruling").value) body.ruling = $("ruling").value;
+  if ($("skip-unknown").checked) body.skip_unknown = true;
   const style = selectedStyle();
   if (style.startsWith("builtin:")) {
     body.style = style.slice("builtin:".length);
@@ -269,13 +405,49 @@ async function generate() {
     state.lastBody = body;
     await showResult(blob, pages, seconds);
     showWords(words);
-    $("result-box").scrollIntoView({ block: "nearest" });   // in sight while it plays
+    revealResult();   // in sight while it plays (on a phone it is below the form)
     if (play) startPlay(play);
   } catch (err) {
-    showError(err.message);
+    const chars = unknownCharacters(err.message);
+    if (chars) {
+      const { message, offerSkip } = explainUnknown(chars, body);
+      showError(message, offerSkip && !body.skip_unknown);
+    } else {
+      showError(err.message);
+    }
   } finally {
     setBusy(false);
   }
+}
+
+// Scroll the page so that the result is in sight, its heading too where there is room.
+function revealResult() {
+  const box = $("result-box"), r = box.getBoundingClientRect();
+  if (r.top >= 0 && r.bottom <= window.innerHeight) return;
+  const panel = $("output").getBoundingClientRect();
+  const top = (r.bottom - panel.top <= window.innerHeight - 8) ? panel.top : r.top;
+  window.scrollBy({ top: top - 8, behavior: "instant" });
+}
+
+// "Full size": the page at its own pixel size, panned sideways inside its box; "Fit": the box's width.
+function setZoom(on) {
+  const img = $("result"), box = $("result-box");
+  box.classList.toggle("zoomed", on);
+  $("zoom").setAttribute("aria-pressed", String(on));
+  $("zoom").textContent = on ? "Fit to width" : "Full size";
+  if (on) {
+    const r = img.getBoundingClientRect(), b = box.getBoundingClientRect();
+    box.scrollLeft = 0;
+    if (r.top < 0 || r.top > b.bottom) box.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function updateZoom() {   // nothing to zoom when the page fits at its own size
+  const img = $("result"), box = $("result-box");
+  $("page-view").style.setProperty("--natural-width", `${img.naturalWidth}px`);
+  const fits = !img.naturalWidth || img.naturalWidth <= box.clientWidth + 1;
+  $("zoom").disabled = img.hidden || fits;
+  if (fits && box.classList.contains("zoomed")) setZoom(false);
 }
 
 // ---------------------------------------------------------------- playing the writing
@@ -385,6 +557,7 @@ function showResult(blob, pages, seconds) {
       $("replay").disabled = false;
       $("result-info").textContent = (pages > 1 ? `page 1 of ${pages} (the PDF and InkML hold all) · ` : "") +
         `written in ${seconds.toFixed(1)} s`;
+      updateZoom();
       resolve();
     };
     img.onerror = () => reject(new Error("The server's image could not be shown."));
@@ -425,22 +598,58 @@ async function download(what) {
 }
 
 // ---------------------------------------------------------------- the handwriting pad
+// The pad has one to three guide lines ("bands"): on a narrow screen the sentence goes on over
+// two or three lines. A sample is one line of writing (docs/samples.md), so before it is sent the
+// lines are joined: each line's strokes move up onto the first line's baseline, after the line
+// before it, a word space apart.
 
 const pad = () => $("pad");
+const PX_PER_CHAR = 14;        // room a character needs on the pad, CSS px
+const BASELINE = 0.68;         // where a band's guide line is, as a fraction of its height
+
+function promptText() { return $("prompt").value.trim().replace(/\s+/g, " "); }
+
+function padLayout() {
+  const w = pad().clientWidth || 300;
+  const choice = $("pad-lines").value;
+  const lines = choice === "auto"
+    ? Math.max(1, Math.min(3, Math.ceil((promptText().length * PX_PER_CHAR) / w)))
+    : Number(choice);
+  return { lines, band: Math.round(Math.max(140, Math.min(200, w * 0.4))) };
+}
 
 function sizePad() {
   const c = pad();
+  if (!state.strokes.length || !state.pad) state.pad = padLayout();   // (strokes keep the bands they were written on)
+  c.style.height = `${state.pad.lines * state.pad.band}px`;
   const dpr = window.devicePixelRatio || 1;
   c.width = Math.round(c.clientWidth * dpr);
   c.height = Math.round(c.clientHeight * dpr);
   const ctx = c.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  $("pad-hint").textContent = state.pad.lines > 1
+    ? `Write the sentence on the ${state.pad.lines === 2 ? "two" : "three"} guide lines, going on to the next when ` +
+      "a line is full (they are joined into one line)."
+    : "Write the sentence on the guide line.";
   redrawPad();
 }
 
 function redrawPad() {
   const c = pad(), ctx = c.getContext("2d");
-  ctx.clearRect(0, 0, c.width, c.height);
+  const w = c.clientWidth, { lines, band } = state.pad;
+  ctx.clearRect(0, 0, w, c.clientHeight);
+  ctx.lineWidth = 1.5;
+  ctx.strokeStyle = "#c9d3ee";
+  ctx.fillStyle = "#9aa6c8";
+  ctx.font = "12px system-ui, sans-serif";
+  for (let k = 0; k < lines; k++) {
+    const y = Math.round(k * band + BASELINE * band) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(8, y);
+    ctx.lineTo(w - 8, y);
+    ctx.stroke();
+    if (lines > 1) ctx.fillText(String(k + 1), 6, y - 6);
+  }
   ctx.strokeStyle = "#1b1f3b";
   ctx.lineWidth = 2.4;
   ctx.lineCap = ctx.lineJoin = "round";
@@ -454,6 +663,29 @@ function redrawPad() {
   updatePadCount();
 }
 
+// The strokes written on several bands as one line (the stroke order is kept).
+function joinLines(strokes, { lines, band }) {
+  if (lines <= 1) return strokes;
+  const lineOf = (s) => {
+    const y = s.reduce((sum, p) => sum + p[1], 0) / s.length;
+    return Math.max(0, Math.min(lines - 1, Math.floor(y / band)));
+  };
+  const of = strokes.map(lineOf);
+  const shift = [];
+  let right = null, first = null;
+  for (let k = 0; k < lines; k++) {
+    const xs = strokes.filter((_, i) => of[i] === k).flat().map((p) => p[0]);
+    if (!xs.length) continue;
+    if (first === null) first = k;
+    const x0 = Math.min(...xs), x1 = Math.max(...xs);
+    const dx = right === null ? 0 : right + band * 0.25 - x0;
+    shift[k] = [dx, -(k - first) * band];
+    right = x1 + dx;
+  }
+  const r = (v) => Math.round(v * 10) / 10;
+  return strokes.map((s, i) => s.map(([x, y]) => [r(x + shift[of[i]][0]), r(y + shift[of[i]][1])]));
+}
+
 function padPoint(e) {
   const r = pad().getBoundingClientRect();
   return [Math.round((e.clientX - r.left) * 10) / 10, Math.round((e.clientY - r.top) * 10) / 10];
@@ -464,6 +696,12 @@ function pointCount(strokes) { return strokes.reduce((n, s) => n + s.length, 0);
 function updatePadCount() {
   const n = pointCount(state.strokes);
   $("pad-count").textContent = n ? `${state.strokes.length} strokes, ${n} points` : "";
+}
+
+function fitPrompt() {   // the sentence wraps: the box grows to show all of it
+  const p = $("prompt");
+  p.style.height = "auto";
+  p.style.height = `${p.scrollHeight + 2}px`;
 }
 
 function setupPad() {
@@ -501,12 +739,26 @@ function setupPad() {
   c.addEventListener("pointerup", end);
   c.addEventListener("pointercancel", end);
   c.addEventListener("lostpointercapture", end);
+  const prompt = $("prompt");
+  prompt.addEventListener("keydown", (e) => { if (e.key === "Enter") e.preventDefault(); });   // one line of text
+  prompt.addEventListener("input", () => {
+    if (/\n/.test(prompt.value)) prompt.value = prompt.value.replace(/\s*\n\s*/g, " ");
+    fitPrompt();
+    if (!state.strokes.length) sizePad();
+  });
+  $("pad-lines").addEventListener("change", () => { state.pad = null; sizePad(); });
+  let width = window.innerWidth;
   window.addEventListener("resize", () => {
+    fitPrompt();
+    updateZoom();
+    if (window.innerWidth === width) return;   // (a phone's bar showing or hiding: the pad stays as it is)
+    width = window.innerWidth;
     sizePad();
     const mine = document.querySelector("#style-custom canvas");
     const sample = getSample();
     if (mine && sample) drawSample(mine, sample.strokes);
   });
+  fitPrompt();
   sizePad();
 }
 
@@ -530,7 +782,7 @@ function thin(strokes, limit) {
 }
 
 async function useSample() {
-  const text = $("prompt").value.trim().replace(/\s+/g, " ");
+  const text = promptText();
   const L = state.limits;
   if (!state.strokes.length) {
     sampleMessage("The pad is empty: write the sentence on it first.", false);
@@ -540,7 +792,7 @@ async function useSample() {
     sampleMessage(`The sentence is too short: write at least ${L.sample_min_chars} characters, ideally the whole sentence.`, false);
     return;
   }
-  let strokes = state.strokes;
+  let strokes = joinLines(state.strokes, state.pad);
   if (pointCount(strokes) < L.sample_min_points) {
     sampleMessage("That sample is too short: write the whole sentence, then try again.", false);
     return;
@@ -588,19 +840,27 @@ async function init() {
   $("stroke").addEventListener("input", () => { $("stroke-out").textContent = Number($("stroke").value).toFixed(1); });
   $("reseed").addEventListener("click", () => { $("seed").value = String(Math.floor(Math.random() * 100000)); });
   $("generate").addEventListener("click", generate);
+  $("zoom").addEventListener("click", () => setZoom(!$("result-box").classList.contains("zoomed")));
+  $("error-skip-box").addEventListener("change", () => {   // the error's offer: tick the option and write again
+    if (!$("error-skip-box").checked) return;
+    $("skip-unknown").checked = true;
+    generate();
+  });
   for (const f of DOWNLOADS) $(`download-${f.id}`).addEventListener("click", () => download(f));
   $("replay").addEventListener("click", replay);
   $("paper").addEventListener("change", () => {
     $("landscape").disabled = !$("paper").value;
     if (!$("paper").value) $("landscape").checked = false;
   });
-  $("clear").addEventListener("click", () => { state.strokes = []; state.current = null; redrawPad(); sampleMessage("", true); });
-  $("undo").addEventListener("click", () => { state.strokes.pop(); redrawPad(); });
+  $("clear").addEventListener("click", () => { state.strokes = []; state.current = null; sizePad(); sampleMessage("", true); });
+  $("undo").addEventListener("click", () => { state.strokes.pop(); if (state.strokes.length) redrawPad(); else sizePad(); });
   $("use-sample").addEventListener("click", useSample);
   $("forget-sample").addEventListener("click", forgetSample);
   $("new-prompt").addEventListener("click", () => {
     state.promptIndex = (state.promptIndex + 1) % state.prompts.length;
     $("prompt").value = state.prompts[state.promptIndex];
+    fitPrompt();
+    if (!state.strokes.length) sizePad();
   });
   setupPad();
   count();
@@ -610,6 +870,8 @@ async function init() {
     state.limits = { ...state.limits, ...info.limits };
     state.prompts = info.prompts && info.prompts.length ? info.prompts : state.prompts;
     $("prompt").value = state.prompts[0];
+    fitPrompt();
+    if (!state.strokes.length) sizePad();
     text.maxLength = state.limits.max_text_chars;
     $("text-max").textContent = String(state.limits.max_text_chars);
     $("prompt").maxLength = state.limits.sample_max_chars;
