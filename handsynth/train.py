@@ -31,7 +31,7 @@ from .errors import HandsynthError
 from .evaluate import training_snapshot, validation_nll
 from .hardware import use_bf16
 from .loop import CorpusTask, Loop, LoopConfig, start_or_resume
-from .strokes import Normalization
+from .strokes import Normalization, standardize
 
 
 MIN_CHAR_COUNT = 100   # a character found only in UNIPEN joins the alphabet with this many training occurrences
@@ -79,6 +79,10 @@ class SynthesisTask(CorpusTask):
             self.model.adopt(init["model"], init["alphabet"], self.alphabet.chars)
         else:
             config = checkpoint.family(arch).Config.preset(config_name, self.alphabet.size)
+            fit = getattr(checkpoint.family(arch), "fit", None)   # a family fitted to the data (the transformer's tokens)
+            if fit is not None:
+                config = fit(config, [standardize(self.corpus.offsets[i], self.mean, self.std)
+                                      for i in self.corpus.indices("train")])
             self.model = checkpoint.build(arch, config.to_dict())
         self.lines = self.train_lines(tc.max_len)
         if len(self.lines) == 0:
@@ -157,7 +161,11 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
           lr_warmup=TrainConfig.lr_warmup) -> list[dict]:
     """The ``handsynth train`` command as a function: writes ``out/checkpoint.pt`` (resumable),
     ``out/model.pt`` (float16, the latest) and ``history.json``; returns the history. ``init``:
-    warm-start from a model (a shipped name or a file) instead of random weights."""
+    warm-start from a model (a shipped name or a file) instead of random weights. The same
+    ``seed`` gives the same weights on a machine: the seed sets the initial weights (before the
+    network is built), the data order (``loop.Loop.epoch_batches``) and the loop's random state,
+    and the thread count is the machine's cores, never its load (``hardware.configure_threads``;
+    the checkpoint records it, and a resume uses it)."""
     from .data.corpus import load_corpus
 
     if not 0 <= unipen_share < 1:
@@ -165,10 +173,9 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
     init = read_init(init) if init and not resume else None
 
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
-    if distributed:
+    if distributed:  # start_or_resume shares the cores between the ranks (hardware.configure_threads)
         import torch.distributed as dist
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
     try:
         corpus = load_corpus(iam, samples, Normalization(), cache_dir, progress=progress, unipen=unipen)
         total = schedule_steps or max_steps or TrainConfig.max_steps

@@ -103,3 +103,18 @@ def test_the_alignment_is_the_cross_attention_over_the_text(tiny):
     assert phi.shape == (len(line.offsets), len("abc de") + 1)
     live = phi[:, -1] == 0
     np.testing.assert_allclose(phi[live].sum(1), 1.0, atol=1e-5)   # a distribution over the characters
+
+
+def test_a_tiny_transformer_trains_through_the_shared_loop_and_writes(tiny_iam, cache_dir, tmp_path):
+    import handsynth
+    from handsynth.data.corpus import load_corpus
+    from handsynth.train import TrainConfig, trainer
+
+    corpus = load_corpus(tiny_iam, cache_dir=cache_dir, progress=False)
+    tc = TrainConfig(batch_size=8, max_steps=6, eval_every=6, lr=3e-3)
+    history = trainer(corpus, tmp_path, "tiny", tc, progress=False, arch="transformer").run()
+    assert history[-1]["step"] == 6 and np.isfinite(history[-1]["validation_nll"])
+    hw = handsynth.load_model(tmp_path / "model.pt")
+    assert hw.arch == "transformer" and hw.model.tokenizer is not None   # the bins travel in the file
+    drawing = hw.write("the cat", seed=1)
+    assert drawing.strokes and len(drawing.lines) == 1

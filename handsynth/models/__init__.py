@@ -9,6 +9,9 @@ finds a family by the ``arch`` name its files carry is ``handsynth.checkpoint``.
 The contract:
 - ``Config``: a frozen dataclass with ``preset(name, alphabet_size)``, ``to_dict()`` and
   ``from_dict(d)``; the network is built as ``Model(config)``.
+- optionally ``fit(config, train_offsets) -> config``, a classmethod: the config fitted to the
+  training lines (standardised offsets) before the network is built (the transformer fits its
+  token bins this way; they travel in the config, so in every model file);
 - ``loss(batch, warmup) -> (nll_sum, count)``: the summed negative log-likelihood of a
   ``data.corpus.Batch`` (standardised pen offsets and character codes) and the number of pen
   steps it covers. ``warmup`` in [0, 1] is the share of the training's warm-up still ahead (1
