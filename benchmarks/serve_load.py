@@ -6,11 +6,14 @@ server process's memory (resident set: at start, and its peak, from /proc/PID/st
     python benchmarks/serve_load.py --url http://127.0.0.1:8000 ...   # an already running server
 
 By default it starts its own server (a subprocess, the shipped model) on a free loopback port.
-Every request has its own seed, so none is answered from the server's drawing cache.
+Every request has its own seed, so none is answered from the server's drawing cache. The client
+side is the standard library only (http.client, one keep-alive connection per client thread), so
+it runs on a plain install; the server it starts needs the package's own dependencies.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -19,8 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-
-import httpx
+from urllib.parse import urlsplit
 
 SERVER = """
 import sys, uvicorn
@@ -48,6 +50,54 @@ def proc_status(pid: int) -> dict:
     except OSError:
         pass
     return out
+
+
+class Connection:
+    """One client's keep-alive HTTP connection (http.client), reopened after a failure."""
+
+    ERRORS = (OSError, http.client.HTTPException)   # refused, reset, timed out, bad responses
+
+    def __init__(self, url: str, timeout: float):
+        u = urlsplit(url)
+        if u.scheme != "http" or not u.hostname:
+            raise SystemExit(f"--url {url}: give an http://HOST:PORT address")
+        self.host, self.port, self.timeout, self.conn = u.hostname, u.port or 80, timeout, None
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        """(status, body); a connection the server closed while idle is reopened once."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        for attempt in (0, 1):
+            fresh = self.conn is None
+            if fresh:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                r = self.conn.getresponse()
+                content = r.read()
+                if r.getheader("connection", "").lower() == "close":
+                    self.close()
+                return r.status, content
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if fresh or attempt:
+                    raise
+            except self.ERRORS:
+                self.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def error_of(content: bytes) -> str:
+    try:
+        return str(json.loads(content).get("error", "?"))[:80]
+    except (ValueError, AttributeError):
+        return content[:80].decode("utf-8", "replace") or "?"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,11 +133,12 @@ def main(argv=None) -> int:
         url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
+        probe = Connection(url, 2)
         while True:
             try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                if probe.request("GET", "/healthz")[0] == 200:
                     break
-            except httpx.HTTPError:
+            except Connection.ERRORS:
                 pass
             if time.monotonic() > deadline or (proc and proc.poll() is not None):
                 print("the server did not start", file=sys.stderr)
@@ -96,9 +147,13 @@ def main(argv=None) -> int:
         base = {"text": a.text, "format": a.format}
         if a.style:
             base["style"] = a.style
-        warm = httpx.post(url + "/v1/write", json={**base, "seed": 10**6}, timeout=a.timeout_s + 10)
-        if warm.status_code != 200:
-            print(f"warm-up request failed: {warm.status_code} {warm.text}", file=sys.stderr)
+        probe.close()
+        try:
+            status, content = Connection(url, a.timeout_s + 10).request("POST", "/v1/write", {**base, "seed": 10**6})
+        except Connection.ERRORS as e:
+            status, content = e.__class__.__name__, b""
+        if status != 200:
+            print(f"warm-up request failed: {status} {content[:200].decode('utf-8', 'replace')}", file=sys.stderr)
             return 1
         mem_start = proc_status(proc.pid) if proc else {}
 
@@ -110,7 +165,8 @@ def main(argv=None) -> int:
         sizes: list[int] = []
 
         def client():
-            with httpx.Client(base_url=url, timeout=a.timeout_s + 30) as c:
+            c = Connection(url, a.timeout_s + 30)
+            try:
                 while True:
                     with lock:
                         i = next(next_id, None)
@@ -118,19 +174,21 @@ def main(argv=None) -> int:
                         return
                     t0 = time.perf_counter()
                     try:
-                        r = c.post("/v1/write", json={**base, "seed": i})
+                        status, content = c.request("POST", "/v1/write", {**base, "seed": i})
                         dt = time.perf_counter() - t0
                         with lock:
-                            statuses[r.status_code] += 1
-                            if r.status_code == 200:
+                            statuses[status] += 1
+                            if status == 200:
                                 latencies.append(dt)
-                                sizes.append(len(r.content))
+                                sizes.append(len(content))
                             else:
-                                failures[r.json().get("error", "?")[:80]] += 1
-                    except httpx.HTTPError as e:
+                                failures[error_of(content)] += 1
+                    except Connection.ERRORS as e:
                         with lock:
                             statuses["transport"] += 1
                             failures[e.__class__.__name__] += 1
+            finally:
+                c.close()
 
         threads = [threading.Thread(target=client) for _ in range(a.clients)]
         t0 = time.perf_counter()

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,11 +29,18 @@ _FAMILIES: dict[str, type] = {}
 
 
 # atomic writes -------------------------------------------------------------------------------------
+# A temporary file is ".NAME." plus tempfile.mkstemp's 8 random characters; code before mkstemp
+# wrote ".NAME.tmpPID". A process killed while writing leaves one behind (see remove_temp_files).
+TEMP_SUFFIX = re.compile(r"[a-z0-9_]{8}|tmp[0-9]+")
+_deferred = threading.local()   # the renames an open ``together()`` block holds back
+
+
 @contextmanager
 def atomic_target(path) -> Iterator[Path]:
     """A temporary file next to ``path`` to write to; renamed onto ``path`` when the block
-    succeeds and removed when it fails, so a failure or a killed process never leaves a
-    half-written file (and never touches an existing one)."""
+    succeeds (inside ``together()``: when that block succeeds) and removed when it fails, so a
+    failure never leaves a half-written file (and never touches an existing one). A killed
+    process leaves the temporary file (``.NAME.XXXXXXXX``), never a half-written ``path``."""
     path = Path(path)
     if path.is_dir():
         raise HandsynthError(f"{path} is a folder: give a file name such as {path / 'out.png'}")
@@ -41,14 +51,122 @@ def atomic_target(path) -> Iterator[Path]:
     except OSError as e:
         raise HandsynthError(f"{path}: cannot write here ({e.strerror})") from None
     os.close(fd)
+    pending = getattr(_deferred, "pending", None)
+    handed_over = False
     try:
         yield Path(tmp)
+        if pending is not None:   # together() renames it with the others
+            pending.append((Path(tmp), path))
+            handed_over = True
+            return
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except OSError as e:
         raise HandsynthError(f"{path}: cannot write the file ({e.strerror})") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if not handed_over:
+            Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def together() -> Iterator[None]:
+    """Write several files as one: inside the block every ``atomic_target`` (so ``write_atomic``,
+    ``save`` and ``export``) writes its temporary file but renames nothing; when the block
+    succeeds they are renamed into place in the order written (a few microseconds), and when it
+    fails none is (a full disk leaves every old file). A nested block joins the outer one."""
+    if getattr(_deferred, "pending", None) is not None:
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    _deferred.pending = pending
+    try:
+        yield
+        _deferred.pending = None
+        while pending:
+            tmp, path = pending[0]
+            try:
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except OSError as e:
+                raise HandsynthError(f"{path}: cannot write the file ({e.strerror})") from None
+            pending.pop(0)
+    finally:
+        _deferred.pending = None
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+
+
+def temp_files(folder, owner: Callable[[str], bool]) -> list[Path]:
+    """The temporary files ``atomic_target`` left in ``folder`` (a killed write) for the file
+    names ``owner`` accepts: regular files named ``.NAME.XXXXXXXX`` (mkstemp's 8 characters) or
+    ``.NAME.tmpPID``, nothing else."""
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for e in entries:
+        if not e.name.startswith(".") or "." not in e.name[1:]:
+            continue
+        name, _, suffix = e.name[1:].rpartition(".")
+        if not name or not TEMP_SUFFIX.fullmatch(suffix) or not owner(name):
+            continue
+        try:
+            if stat.S_ISREG(e.stat(follow_symlinks=False).st_mode):
+                found.append(Path(e.path))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def remove_temp_files(folder, owner: Callable[[str], bool]) -> list[Path]:
+    """Remove ``temp_files(folder, owner)``; returns those removed. Only safe while no other
+    process writes those files (the training loop holds ``FolderLock`` first)."""
+    removed = []
+    for p in temp_files(folder, owner):
+        try:
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise HandsynthError(f"{p}: cannot remove this leftover temporary file ({e.strerror})") from None
+    return removed
+
+
+class FolderLock:
+    """An exclusive lock on a folder (``flock`` on the folder itself, so no lock file), held by
+    one process at a time and released when it closes or dies (SIGKILL included). Where the
+    system has no ``flock`` or the file system refuses it, the lock is a no-op."""
+
+    def __init__(self, folder, what: str = "a run"):
+        self.folder, self.fd = Path(folder), None
+        try:
+            import fcntl
+        except ImportError:   # pragma: no cover (Windows)
+            return
+        try:
+            fd = os.open(self.folder, os.O_RDONLY)
+        except OSError as e:
+            raise HandsynthError(f"{self.folder}: cannot open the folder ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise HandsynthError(f"{self.folder} is in use by another {what} (a second process writing the "
+                                 "same folder would spoil its files): wait for it, or choose another --out") from None
+        except OSError:   # a file system without locks
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # closing the descriptor releases the lock
+            self.fd = None
+
+    def __del__(self):
+        self.close()
 
 
 def write_atomic(path, data: bytes) -> None:

@@ -27,7 +27,22 @@ A *task* supplies what differs between networks (``SynthesisTask`` in ``train.py
   score) and the shippable file it writes into ``out``.
 
 ``start_or_resume`` starts a run or continues one from its checkpoint (for ``train``,
-``train_recognizer`` and ``train_style_encoder``).
+``train_recognizer`` and ``train_style_encoder``), with the training's thread count
+(``hardware.configure_threads("train")``: the machine's cores, never its load, so that the same
+seed gives the same weights; the checkpoint records it).
+
+Files, and what survives a kill (SIGKILL at any moment): each evaluation writes the checkpoint
+(``checkpoint.pt``), ``history.json`` and, where the task's rule says so, its export
+(``model.pt`` for synthesis) as one ``checkpoint.together()`` commit: all three temporary files
+are written first, then renamed in that order. The checkpoint is the truth; it records its
+``step``, ``exported_step`` (the step its run's export file holds) and the metrics of that
+evaluation; the export records its ``step``; each history record says whether it ``exported``.
+A kill leaves the last commit whole, or (killed within the microseconds of the renames) a newer
+checkpoint than history or export. Every start in a folder takes the folder's lock (a second
+process training into it is refused), removes the temporary files a killed write left there
+(only ``.NAME.XXXXXXXX`` of the names the loop writes), and a resume rewrites ``history.json``
+from the checkpoint and writes the export again when the checkpoint's save exported, so after
+any kill and restart the history's last step, the checkpoint's step and the export's step agree.
 
 Distributed: under ``torchrun`` (a process group initialised by the caller) each rank takes every
 N-th batch, rank 0 writes the files, and every evaluation records each rank's weight checksum.
@@ -37,6 +52,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import re
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -49,9 +67,11 @@ from torch import nn
 from . import checkpoint
 from .data.corpus import bucket_batches
 from .errors import HandsynthError
-from .hardware import use_bf16
+from .hardware import configure_threads, cores, thread_override, use_bf16
 
 CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+PICTURE = re.compile(r"(sample|attention)-[0-9]+\.png")   # the synthesis task's evaluation pictures
 
 
 @dataclass(frozen=True)
@@ -136,30 +156,77 @@ class Loop:
         self.skipped = 0                    # non-finite steps skipped, over the whole run
         self.history: list[dict] = []
         self._saved_at = None               # the step out/checkpoint.pt holds, when known
+        self.exported_at = None             # the step the task's export file holds, when known
         self._batches = (None, [])          # ((epoch, config), its batches)
+        self._lock = None                   # checkpoint.FolderLock on out while this loop writes there
+
+    # -- the run folder ---------------------------------------------------------------------------
+    def _writes(self, name: str) -> bool:
+        """Whether ``name`` is a file this loop or its task writes into ``out``."""
+        return (name in (CHECKPOINT, HISTORY, "model.pt", getattr(self.task, "export_name", None))
+                or PICTURE.fullmatch(name) is not None)
+
+    def _claim(self) -> None:
+        """Rank 0, once: lock ``out`` (a second process training into it is refused), then remove
+        the temporary files a killed write of ours left there."""
+        if self.rank != 0 or self._lock is not None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = checkpoint.FolderLock(self.out, f"{self.task.name} training")
+        removed = checkpoint.remove_temp_files(self.out, self._writes)
+        if removed and self.progress:
+            print(f"removed {len(removed)} temporary file(s) left by a killed run: "
+                  f"{', '.join(p.name for p in removed)}", file=sys.stderr)
+
+    def release(self) -> None:
+        """Let go of the folder's lock (``run`` does at its end)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _write_history(self) -> None:
+        checkpoint.write_atomic(self.out / HISTORY, json.dumps(self.history, indent=1).encode())
 
     # -- state ----------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "skipped": self.skipped,
                 "rng": torch.get_rng_state(), "train_config": dataclasses.asdict(self.tc),
-                "history": json.dumps(self.history), **self.task.state()}
+                "history": json.dumps(self.history), "exported_step": self.exported_at,
+                "threads": torch.get_num_threads(), **self.task.state()}
 
     def save(self, metrics: dict) -> None:
-        """The checkpoint and, where the task's rule says so, its export (rank 0 writes)."""
+        """One commit (rank 0 writes): the checkpoint, ``history.json`` and, where the task's rule
+        says so, its export, renamed into place together (see the module's notes on kills)."""
         if self.rank != 0:
             return
+        self._claim()
         export = self.task.exports(self.out, metrics)
-        ckpt = self.state()
-        self.out.mkdir(parents=True, exist_ok=True)
-        checkpoint.save(ckpt, self.out / CHECKPOINT)
         if export:
-            self.task.export(ckpt, self.out, metrics)
+            self.exported_at = self.step
+        if self.history and self.history[-1]["step"] == self.step:
+            self.history[-1]["exported"] = bool(export)
+        ckpt = {**self.state(), "metrics": json.dumps(metrics)}
+        with checkpoint.together():
+            checkpoint.save(ckpt, self.out / CHECKPOINT)
+            self._write_history()
+            if export:
+                self.task.export(ckpt, self.out, metrics)
 
     def resume(self, path) -> None:
         """Continue from a training checkpoint: weights, optimiser, place in the data, RNG,
         history, training config (the task checks the checkpoint fits this run)."""
-        ck = self.task.read(Path(path))
+        same = Path(path).resolve() == (self.out / CHECKPOINT).resolve()
+        if same:
+            self._claim()   # before reading: a killed run's leftovers go, a live run keeps its folder
+        try:
+            self._resume(Path(path), same)
+        except BaseException:
+            self.release()
+            raise
+
+    def _resume(self, path: Path, same: bool) -> None:
+        ck = self.task.read(path)
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
@@ -168,8 +235,23 @@ class Loop:
         self.history = json.loads(ck["history"])
         self.tc = type(self.tc)(**ck["train_config"])
         self.task.restore(ck)
-        same = Path(path).resolve() == (self.out / CHECKPOINT).resolve()
         self._saved_at = self.step if same else None
+        self.exported_at = ck.get("exported_step") if same else None
+        threads = ck.get("threads")   # the sums of a step depend on how many threads share them
+        if threads and threads != torch.get_num_threads():
+            now = torch.get_num_threads()
+            if self.world == 1 and thread_override() is None and threads <= cores():
+                torch.set_num_threads(threads)
+                note = f"it continues with the checkpoint's {threads} threads (bit for bit), not {now}"
+            else:
+                note = (f"this run computes with {now} threads, the checkpoint's run with {threads}: it continues, "
+                        "but not bit for bit as that run would have")
+            if self.rank == 0 and self.progress:
+                print(f"note: {note}", file=sys.stderr)
+        if same and self.rank == 0:   # what a kill between the commit's renames left behind
+            self._write_history()
+            if self.exported_at == self.step and "metrics" in ck:
+                self.task.export(ck, self.out, json.loads(ck["metrics"]))
 
     # -- data -----------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -200,7 +282,14 @@ class Loop:
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_steps: int | None = None, max_minutes: float | None = None) -> list[dict]:
         """Train to step ``max_steps`` (default: the schedule's length) or for ``max_minutes``;
-        returns the history (also written to ``history.json``)."""
+        returns the history (also written to ``history.json``). Holds the folder's lock meanwhile."""
+        self._claim()
+        try:
+            return self._run(max_steps, max_minutes)
+        finally:
+            self.release()
+
+    def _run(self, max_steps: int | None, max_minutes: float | None) -> list[dict]:
         from torch.optim.lr_scheduler import LambdaLR
         from tqdm import tqdm
 
@@ -246,7 +335,7 @@ class Loop:
         if self.step != self._saved_at:
             self._evaluate(t0, loss, rate)
         if self.rank == 0:
-            checkpoint.write_atomic(self.out / "history.json", json.dumps(self.history, indent=1).encode())
+            self._write_history()
         return self.history
 
     def _evaluate(self, t0: float, loss: float, rate: float) -> None:
@@ -368,6 +457,8 @@ def start_or_resume(new_loop, out, resume=False, schedule_steps: int | None = No
     if refuse_existing and not resume and (out / CHECKPOINT).exists():
         raise HandsynthError(f"{out} already holds a {refuse_existing} checkpoint: pass --resume to continue it, "
                              "or choose another --out")
+    # the cores, never the load (the same seed, the same weights); ranks on one machine share them
+    configure_threads("train", workers=int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1))
     loop = new_loop()
     if resume:
         loop.resume(out / CHECKPOINT if resume is True else Path(resume))

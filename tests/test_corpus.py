@@ -115,3 +115,87 @@ def test_corpus_command(tiny_iam_archives, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+class _Zeros:
+    """A file of ``n`` zero bytes, read in pieces (the test never holds it)."""
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        size = min(size, 1 << 20)
+        self.left -= size
+        return bytes(size)
+
+
+def _bomb_archives(tiny_iam, out, size: int, longname: bool = False):
+    """The tiny IAM-OnDB archives with a ``size``-byte zero-filled line file added (or, with
+    ``longname``, a GNU long-name entry stating that size), streamed into the .tar.gz."""
+    import shutil
+    import tarfile
+
+    out.mkdir()
+    shutil.copy(tiny_iam / "ascii-all.tar.gz", out)
+    with tarfile.open(tiny_iam / "lineStrokes-all.tar.gz", "r:gz") as src, \
+            tarfile.open(out / "lineStrokes-all.tar.gz", "w:gz", compresslevel=1, format=tarfile.GNU_FORMAT) as tar:
+        for m in src:
+            tar.addfile(m, src.extractfile(m) if m.isfile() else None)
+        info = tarfile.TarInfo("lineStrokes/a00/a00-000/a00-000u-09.xml")
+        if longname:
+            info.type, info.name = tarfile.GNUTYPE_LONGNAME, "././@LongLink"
+        info.size = size
+        tar.addfile(info, _Zeros(size))
+    return out
+
+
+_PEAKS = """
+import json, resource, sys
+from handsynth.data.corpus import load_corpus
+from handsynth.errors import HandsynthError
+for path, cache in zip(sys.argv[1::2], sys.argv[2::2]):   # peak memory after each, in turn
+    try:
+        c = load_corpus(path, cache_dir=cache, progress=False)
+        out = {"lines": len(c), "dropped": dict(c.dropped)}
+    except HandsynthError as e:
+        out = {"error": str(e)}
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB")
+def test_a_huge_archive_member_is_skipped_in_bounded_memory(tiny_iam_archives, tmp_path):
+    """A 128 MiB zero-filled line file (under 1 MB of .tar.gz) is counted and skipped, and
+    reading it raises the reader's peak memory by under 48 MB over reading the plain archives
+    (reading the member whole, as before, took its full size and more: 256 MiB took 263 MB); a
+    long-name entry of that size is refused, in bounded memory too."""
+    import json
+
+    size = 128 << 20
+    bomb = _bomb_archives(tiny_iam_archives, tmp_path / "bomb", size)
+    named = _bomb_archives(tiny_iam_archives, tmp_path / "longname", size, longname=True)
+    assert (bomb / "lineStrokes-all.tar.gz").stat().st_size < 1 << 20
+    args = [str(tiny_iam_archives), str(tmp_path / "c0"), str(bomb), str(tmp_path / "c1"), str(named), str(tmp_path / "c2")]
+    r = subprocess.run([sys.executable, "-c", _PEAKS, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    plain, got, refused = map(json.loads, r.stdout.splitlines())
+    assert got["lines"] == plain["lines"] == 12 * 4 - 1
+    assert got["dropped"] == {**plain["dropped"], "file too large": 1}
+    assert "asks to read 134,217,728 bytes at once: not an IAM-OnDB archive" in refused["error"]
+    assert got["peak_mb"] - plain["peak_mb"] < 48 and refused["peak_mb"] - plain["peak_mb"] < 48, r.stdout
+
+
+def test_only_regular_files_are_read_from_a_folder(tiny_iam, tmp_path):
+    import os
+    import shutil
+    root = tmp_path / "iam"
+    shutil.copytree(tiny_iam, root)
+    os.mkfifo(root / "lineStrokes/a00/a00-000/a00-000u-08.xml")   # would block a reader forever
+    (root / "lineStrokes/a00/a00-000/a00-000u-07.xml").symlink_to("/dev/zero")   # would never end
+    with open(root / "lineStrokes/a00/a00-000/a00-000u-06.xml", "wb") as f:
+        f.truncate(64 << 20)   # sparse: 64 MiB stated, nothing on disk
+    corpus = load_corpus(root, cache_dir=tmp_path / "c", progress=False)
+    assert len(corpus) == 12 * 4 - 1
+    assert corpus.dropped["unreadable"] == 2 and corpus.dropped["file too large"] == 1

@@ -17,6 +17,7 @@ from handsynth.loop import BestExportTask, Loop, LoopConfig, lr_at, start_or_res
 class Toy:
     name = "toy"
     drop_last = False
+    export_name = "toy.pt"
 
     def __init__(self, bad_calls=()):
         torch.manual_seed(0)
@@ -130,3 +131,96 @@ def test_best_export_rule_in_either_direction(tmp_path):
     assert [lower.exports(tmp_path, {"m": v}) for v in (3.0, 4.0, 3.0, 2.0, math.nan)] == rule
     assert [higher.exports(tmp_path, {"m": v}) for v in (0.5, 0.4, 0.5, 0.6, math.nan)] == rule
     assert (lower.best, higher.best) == (2.0, 0.6)
+
+
+def test_each_evaluation_commits_checkpoint_history_and_export_together(tmp_path):
+    loop = _loop(tmp_path)
+    loop.run(max_steps=7)
+    ck = checkpoint.read(tmp_path / "checkpoint.pt")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert ck["step"] == ck["exported_step"] == history[-1]["step"] == 7
+    assert torch.load(tmp_path / "toy.pt", weights_only=True)["step"] == 7
+    assert [h["exported"] for h in history] == [True, True]
+    assert ck["threads"] == torch.get_num_threads() and json.loads(ck["metrics"])["weight"] == loop.model.weight.item()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "history.json", "toy.pt"]
+
+
+def test_resume_repairs_what_a_kill_between_the_renames_left(tmp_path):
+    _loop(tmp_path).run(max_steps=7)
+    stale = json.loads((tmp_path / "history.json").read_text())[:-1]
+    (tmp_path / "history.json").write_text(json.dumps(stale))   # as if killed after the checkpoint's rename
+    checkpoint.save({"step": 5, "model": {}}, tmp_path / "toy.pt")
+    again = _loop(tmp_path)
+    again.resume(tmp_path / "checkpoint.pt")
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["step"] == 7   # before any step
+    assert torch.load(tmp_path / "toy.pt", weights_only=True)["step"] == 7
+    again.run()
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["step"] == 12 == again.step
+
+
+def test_a_start_removes_only_our_leftover_temporary_files(tmp_path):
+    ours = [".checkpoint.pt.k3x_9a0q", ".history.json.abcdefgh", ".toy.pt.tmp4242", ".sample-000010.png.zz11zz11"]
+    theirs = [".checkpoint.pt.ABCDEFGH", ".checkpoint.pt.abc", ".other.pt.abcd1234", "notes.txt", ".checkpoint.pt",
+              "checkpoint.pt.abcd1234", ".toy.pt.abcd1234.bak"]
+    for name in ours + theirs:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".model.pt.abcd5678").mkdir()                          # a folder, not a file
+    (tmp_path / ".history.json.link0000").symlink_to(tmp_path / "notes.txt")  # a link, not a file
+    loop = _loop(tmp_path)
+    loop.run(max_steps=2)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert not left & set(ours)
+    assert set(theirs) | {".model.pt.abcd5678", ".history.json.link0000"} <= left
+    assert (tmp_path / "notes.txt").read_bytes() == b"x"
+
+
+def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
+    first = _loop(tmp_path)
+    first.run(max_steps=5)
+    first.resume(tmp_path / "checkpoint.pt")   # holds the folder until it runs or lets go
+    second = _loop(tmp_path)
+    with pytest.raises(HandsynthError, match=f"^{re.escape(str(tmp_path))} is in use by another toy training .*--out$"):
+        second.run()
+    first.release()
+    assert second.run()[-1]["step"] == 12
+
+
+def test_together_writes_all_files_or_none(tmp_path):
+    checkpoint.write_atomic(tmp_path / "a", b"old")
+    with pytest.raises(RuntimeError):
+        with checkpoint.together():
+            checkpoint.write_atomic(tmp_path / "a", b"new")
+            checkpoint.save({"model": {}}, tmp_path / "b.pt")
+            assert (tmp_path / "a").read_bytes() == b"old" and not (tmp_path / "b.pt").exists()
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and (tmp_path / "a").read_bytes() == b"old"
+    with checkpoint.together():
+        checkpoint.write_atomic(tmp_path / "a", b"new")
+        checkpoint.save({"model": {}}, tmp_path / "b.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b.pt"] and (tmp_path / "a").read_bytes() == b"new"
+
+
+def test_resume_computes_with_the_checkpoints_thread_count(tmp_path, monkeypatch, capsys):
+    from handsynth.hardware import cores
+    before = torch.get_num_threads()
+    _loop(tmp_path).run(max_steps=5)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["threads"] == before
+    ck["threads"] = other = 2 if before == 1 else 1
+    torch.save(ck, tmp_path / "checkpoint.pt")
+    try:
+        again = _loop(tmp_path)
+        again.progress = True
+        monkeypatch.setenv("HANDSYNTH_THREADS", str(before))   # an override wins, and says so
+        again.resume(tmp_path / "checkpoint.pt")
+        assert torch.get_num_threads() == before
+        assert f"this run computes with {before} threads, the checkpoint's run with {other}" in capsys.readouterr().err
+        if other <= cores():
+            monkeypatch.delenv("HANDSYNTH_THREADS")
+            monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+            again.release()
+            again.resume(tmp_path / "checkpoint.pt")
+            assert torch.get_num_threads() == other
+            assert f"the checkpoint's {other} threads (bit for bit)" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

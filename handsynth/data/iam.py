@@ -4,16 +4,24 @@ Reads straight from ``lineStrokes-all.tar.gz`` + ``ascii-all.tar.gz`` (no unpack
 unpacked directory holding ``lineStrokes/`` and ``ascii/``. Line file ``a01-000u-07.xml`` is the
 7th line after the ``CSR:`` header of ``ascii/a01/a01-000/a01-000u.txt``.
 
-XML is parsed with defusedxml (no entity expansion, no external entities).
+XML is parsed with defusedxml (no entity expansion, no external entities). Every read is bounded:
+a file (or archive member) over ``MAX_MEMBER_BYTES`` is skipped unread and counted ("file too
+large"), only regular files are read, and an archive with more than ``MAX_MEMBERS`` entries or
+``MAX_ARCHIVE_BYTES`` of content is refused (the real lineStrokes-all.tar.gz: 14,055 entries, the
+largest line file 105 KB), so memory stays bounded whatever an archive holds (a 1 MB .tar.gz can
+hold a 1 GiB member).
 """
 from __future__ import annotations
 
+import gzip
 import os
 import re
+import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from zlib import error as zlib_error
 
 import numpy as np
 from defusedxml import ElementTree as SafeET
@@ -23,6 +31,16 @@ from ..errors import HandsynthError
 STROKES_ARCHIVE = "lineStrokes-all.tar.gz"
 ASCII_ARCHIVE = "ascii-all.tar.gz"
 LINE_RE = re.compile(r"([a-z]\d\d-\d\d\d[a-z]?)-(\d\d)\.xml$")
+MAX_MEMBER_BYTES = 4 << 20      # a line file or a transcription (the largest real one: 105 KB)
+MAX_MEMBERS = 1_000_000         # entries in one archive (the real ones: 14,055 and 1,889)
+MAX_ARCHIVE_BYTES = 16 << 30    # an archive's content, unpacked (the real lineStrokes: about 0.6 GB)
+
+
+class TooLarge(ValueError):
+    """A file over the size bound, skipped unread."""
+
+    def __init__(self, name: str, size: int):
+        super().__init__(f"{name} ({size:,} bytes; the bound is {MAX_MEMBER_BYTES:,})")
 
 
 @dataclass
@@ -86,30 +104,83 @@ def source_signature(path: str | os.PathLike) -> str:
     return "|".join(parts)
 
 
-def _iter_members(source: Path, suffix: str) -> Iterator[tuple[str, bytes | Exception]]:
-    """(name, bytes) for each file ending in ``suffix`` in an archive or a directory tree."""
+def _read_bounded(f, name: str, size: int) -> bytes | Exception:
+    """At most ``MAX_MEMBER_BYTES`` from ``f``: the data, or ``TooLarge`` (nothing read when the
+    stated ``size`` is already over; a stream that turns out longer than stated stops there)."""
+    if size > MAX_MEMBER_BYTES:
+        return TooLarge(name, size)
+    data = f.read(MAX_MEMBER_BYTES + 1)
+    return TooLarge(name, len(data)) if len(data) > MAX_MEMBER_BYTES else data
+
+
+class _CappedReads:
+    """A file's read/seek/tell with every single read bounded: tarfile reads a GNU long name or
+    a PAX header whole, whatever size its header states."""
+
+    def __init__(self, f, source: Path):
+        self.f, self.source = f, source
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > MAX_MEMBER_BYTES + 1024:
+            raise HandsynthError(f"{self.source}: an entry's header asks to read "
+                                 f"{'all' if n is None or n < 0 else f'{n:,} bytes'} at once: not an IAM-OnDB archive")
+        return self.f.read(n)
+
+    def seek(self, *a):
+        return self.f.seek(*a)
+
+    def tell(self):
+        return self.f.tell()
+
+
+def _iter_members(source: Path, suffix: str, want=lambda name: True) -> Iterator[tuple[str, bytes | Exception]]:
+    """(name, bytes or the exception that kept it unread) for each regular file ending in
+    ``suffix`` whose base name ``want`` accepts, in an archive or a directory tree; every read
+    bounded (see the module's notes)."""
     if source.is_dir():
         for p in sorted(source.rglob(f"*{suffix}")):
+            if not want(p.name):
+                continue
             try:
-                yield p.name, p.read_bytes()
+                st = p.stat()   # a link is read as what it points to, if that is a regular file
+                if not stat.S_ISREG(st.st_mode):
+                    yield p.name, OSError(f"not a regular file: {p.name}")
+                    continue
+                with open(p, "rb") as f:
+                    yield p.name, _read_bounded(f, p.name, st.st_size)
             except OSError as e:
                 yield p.name, e
         return
     try:
-        with tarfile.open(source, "r:gz") as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(suffix):
-                    f = tar.extractfile(member)
-                    yield os.path.basename(member.name), f.read()
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        with open(source, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz, \
+                tarfile.open(fileobj=_CappedReads(gz, source), mode="r:") as tar:
+            count = 0
+            while (member := tar.next()) is not None:
+                tar.members.clear()   # tarfile keeps every entry it has seen: a bomb of headers grows it
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise HandsynthError(f"{source}: more than {MAX_MEMBERS:,} entries: not an IAM-OnDB archive")
+                if member.offset_data + member.size > MAX_ARCHIVE_BYTES:
+                    raise HandsynthError(f"{source}: more than {MAX_ARCHIVE_BYTES >> 30} GiB unpacked: "
+                                         "not an IAM-OnDB archive")
+                name = os.path.basename(member.name)
+                if not member.isfile() or not member.name.endswith(suffix) or not want(name):
+                    continue
+                if member.size > MAX_MEMBER_BYTES:
+                    yield name, TooLarge(name, member.size)
+                    continue
+                yield name, _read_bounded(tar.extractfile(member), name, member.size)
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib_error) as e:
         raise HandsynthError(f"{source}: cannot read the archive ({e.__class__.__name__}: {e}); "
                              "is it truncated? download it again") from None
 
 
-def read_transcriptions(source: Path) -> dict[str, list[str]]:
-    forms = {}
+def read_transcriptions(source: Path) -> dict[str, list[str] | Exception]:
+    """Form id -> its CSR lines, or why its file could not be read (its lines say so)."""
+    forms: dict[str, list[str] | Exception] = {}
     for name, data in _iter_members(source, ".txt"):
         if isinstance(data, Exception):
+            forms.setdefault(name[:-4], data)
             continue
         try:
             forms[name[:-4]] = parse_transcription(data)
@@ -141,14 +212,19 @@ def locate(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def _lines(strokes_src: Path, forms: dict) -> Iterator[RawLine]:
-    for name, data in _iter_members(strokes_src, ".xml"):
+    for name, data in _iter_members(strokes_src, ".xml", lambda n: LINE_RE.search(n) is not None):
         m = LINE_RE.search(name)
-        if not m:
-            continue
         form_id, index = m.group(1), int(m.group(2))
         line_id = name[:-4]
         csr = forms.get(form_id)
+        if isinstance(csr, TooLarge):
+            yield RawLine(line_id, form_id, None, None, f"file too large in its transcription {csr}")
+            continue
+        csr = csr if isinstance(csr, list) else None
         text = csr[index - 1] if csr is not None and 1 <= index <= len(csr) else None
+        if isinstance(data, TooLarge):
+            yield RawLine(line_id, form_id, text, None, f"file too large in {data}")
+            continue
         if isinstance(data, Exception):
             yield RawLine(line_id, form_id, text, None, f"unreadable file {name}: {data}")
             continue
