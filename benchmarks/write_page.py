@@ -172,6 +172,7 @@ def under_load(args) -> None:
     variants = args.variants.split(",")
     for v in variants:
         _variant_env(v)
+    started = os.getloadavg()[0]
     spinner = subprocess.Popen([sys.executable, "-c", SPIN])
     procs = []
     try:
@@ -196,7 +197,8 @@ def under_load(args) -> None:
                     if load is not None:
                         os.kill(load.pid, signal.SIGSTOP)
         print(f"a page of {args.lines} lines ({len(_text(args))} characters), {args.rounds} rounds, "
-              f"{os.cpu_count()} CPUs; medians (range), ratio to the same variant's quiet median")
+              f"{os.cpu_count()} CPUs, load average {started:.2f} at the start and {os.getloadavg()[0]:.2f} at the "
+              f"end; medians (range), ratio to the same variant's quiet median")
         for v in variants:
             quiet = statistics.median(x["s"] for x in got[(v, "quiet")])
             cells = []
@@ -204,8 +206,10 @@ def under_load(args) -> None:
                 xs = [x["s"] for x in got[(v, m)]]
                 threads = sorted({x["threads"] for x in got[(v, m)]})
                 t = statistics.median(xs)
+                busy = [float(x["why"].split(", ")[1].split()[0]) for x in got[(v, m)] if "busy" in x["why"]]
+                seen = f", saw {statistics.median(busy):.1f} busy" if busy else ""
                 cells.append(f"{m} {t:.3f} s ({min(xs):.2f}-{max(xs):.2f}) x{t / quiet:.2f} "
-                             f"[{'/'.join(map(str, threads))} thr]")
+                             f"[{'/'.join(map(str, threads))} thr{seen}]")
             print(f"{v:>14}: " + "; ".join(cells))
         if args.json:
             print(json.dumps({f"{v} | {m}": xs for (v, m), xs in got.items()}))
