@@ -28,7 +28,12 @@ SERVER = """
 import sys, uvicorn
 from handsynth.server import create_app
 app = create_app(max_concurrent={max_concurrent}, queue_size={queue_size}, timeout_s={timeout_s})
-uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", access_log=False)
+try:   # the server's own connection guard, as `handsynth serve` runs it
+    from handsynth.server.connections import server_config
+except ImportError:   # (an older handsynth)
+    uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", access_log=False)
+else:
+    uvicorn.Server(server_config(app, host="127.0.0.1", port={port}, log_level="warning", access_log=False)).run()
 """
 
 
@@ -117,8 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
     ap.add_argument("--style", default=None, help="a built-in style id (default: none)")
     ap.add_argument("--url", default=None, help="use this running server instead of starting one")
-    ap.add_argument("--max-concurrent", type=int, default=2, help="server setting (own server only)")
-    ap.add_argument("--queue-size", type=int, default=8, help="server setting (own server only)")
+    ap.add_argument("--max-concurrent", type=int, default=32,
+                    help="server setting (own server only; default 32, the server's)")
+    ap.add_argument("--queue-size", type=int, default=64, help="server setting (own server only; default 64)")
     ap.add_argument("--timeout-s", type=float, default=120.0, help="server setting (own server only)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     a = ap.parse_args(argv)
@@ -198,6 +204,11 @@ def main(argv=None) -> int:
             t.join()
         wall = time.perf_counter() - t0
         mem_end = proc_status(proc.pid) if proc else {}
+        try:   # the server's own count of its sampling batches (a server that batches across requests)
+            status, content = Connection(url, 10).request("GET", "/healthz")
+            batches = json.loads(content).get("batches") if status == 200 else None
+        except (Connection.ERRORS + (ValueError,)):
+            batches = None
         ok = statuses.get(200, 0)
         summary = {
             "clients": a.clients, "requests": a.requests, "text_chars": len(a.text), "format": a.format,
@@ -214,6 +225,7 @@ def main(argv=None) -> int:
                                "end": round(mem_end.get("VmRSS", float("nan")), 1),
                                "peak": round(mem_end.get("VmHWM", float("nan")), 1)} if proc else "n/a (--url)",
             "cpus": os.cpu_count(),
+            "batches": batches,
         }
         if a.json:
             print(json.dumps(summary, indent=2))
@@ -227,6 +239,9 @@ def main(argv=None) -> int:
                 m = summary["server_rss_mib"]
                 print(f"server RSS: {m['after_warmup']} MiB after warm-up, {m['end']} MiB at the end, "
                       f"peak {m['peak']} MiB")
+            if batches:
+                print(f"sampling batches: {batches['sampled']} for {batches['lines']} lines, "
+                      f"at most {batches['most_requests']} requests in one")
         return 0 if summary["errors"] == 0 else 2
     finally:
         if proc:

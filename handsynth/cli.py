@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import HandsynthError
+from .hardware import configure_threads
 from .layout import ALIGNS, PageOptions
 from .render import Ink
 from .sampling import SamplingOptions
@@ -48,6 +49,7 @@ def _write(a) -> None:
     # the style before the model: a bad style file or name fails at once, not after loading
     style = style_from_file(Path(a.style_file)) if a.style_file else get_style(a.style) if a.style else None
     hw = handsynth.load_model(a.model)
+    configure_threads("write")   # the cores free now (hardware.py)
     try:
         drawing = hw.write(text, style=style, bias=a.bias, seed=a.seed, width=a.width, align=a.align,
                            stroke_width=a.stroke_width, color=a.color,
@@ -122,7 +124,7 @@ def _styles(a) -> None:
 
 def _serve(a) -> None:
     from .server import serve
-    serve(a.host, a.port, a.model)
+    serve(a.host, a.port, a.model, max_concurrent=a.max_concurrent, queue_size=a.queue_size, timeout_s=a.timeout)
 
 
 def _train(a) -> None:
@@ -209,6 +211,19 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
     return port
+
+
+def _ranged(cast, lo: float, hi: float, what: str):
+    """An argparse type: ``cast(text)`` between ``lo`` and ``hi``, else a one-line usage error."""
+    def parse(text: str):
+        try:
+            v = cast(text)
+        except (ValueError, OverflowError):
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return v
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -302,6 +317,12 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=_port, default=8000)
     v.add_argument("--model", help=MODEL_HELP)
+    v.add_argument("--max-concurrent", type=_ranged(int, 1, 1024, "a whole number from 1 to 1024"), default=32, metavar="N",
+                   help="requests written at once, their lines sampled together (default 32)")
+    v.add_argument("--queue-size", type=_ranged(int, 0, 100_000, "a whole number from 0 to 100000"), default=64, metavar="N",
+                   help="requests that may wait beyond those; more are answered 503 (default 64)")
+    v.add_argument("--timeout", type=_ranged(float, 0.1, 86_400, "a time limit from 0.1 to 86400 seconds"), default=60.0, metavar="S",
+                   help="each request's time limit, waiting included; past it 504 (default 60)")
     v.set_defaults(func=_serve)
 
     m = sub.add_parser("models", help="list the shipped models")

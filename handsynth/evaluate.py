@@ -299,19 +299,19 @@ def style_fidelity(hw, corpus, n_forms: int = 40, bias: float = SamplingOptions.
 def lines_sheet(rows: list, path, title: str = "", width: int = 1400) -> Path:
     """Lines (``(label, text, offsets)``) one under another, each labelled, under an optional
     title: the style sheet, and the worst lines of a measure."""
-    from .render import _figure
+    from .render import _figure, page_transform
 
     opts = PageOptions(width=width, margin=40, x_height=20, line_pitch=3.6)
     pages = place([r[1] for r in rows], [r[2] for r in rows], opts, tight=True)
     page = pages[0]
     ink = Ink(stroke_width=2.0)
     fig = _figure(page, ink)
-    ax = fig.axes[0]
+    at = page_transform(fig, page)
     if title:
-        ax.text(6, 4, title, fontsize=8, color="#333", va="top")
+        fig.text(6, 4, title, fontsize=8, color="#333", va="top", transform=at)
     for j, row in enumerate(rows[:len(page.lines)]):
         y = opts.margin + opts.x_height * (1.6 + j * opts.line_pitch) - 2.4 * opts.x_height
-        ax.text(6, y + opts.x_height * 0.2, row[0], fontsize=7, color="#a33", va="top")
+        fig.text(6, y + opts.x_height * 0.2, row[0], fontsize=7, color="#a33", va="top", transform=at)
     import io
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=ink.dpi)

@@ -191,17 +191,22 @@ def pen_lines(strokes: list, ink: Ink, colors: np.ndarray):
     return np.concatenate(segs), np.concatenate(widths), np.concatenate(cols)
 
 
+def page_transform(fig, page: Page):
+    """Page pixels (x right, y down) -> the figure's display pixels, following the figure's size."""
+    from matplotlib.transforms import Affine2D
+    return Affine2D().scale(1 / page.width, -1 / page.height).translate(0, 1) + fig.transFigure
+
+
 def _figure(page: Page, ink: Ink, number: int = 0):
-    from matplotlib.collections import LineCollection
+    """A matplotlib figure of the page, its artists placed in page pixels (``page_transform``)
+    with no Axes: building one costs more than drawing a short page."""
+    from matplotlib.collections import CircleCollection, LineCollection
     from matplotlib.figure import Figure
     from matplotlib.patches import PathPatch
     from matplotlib.path import Path as MPath
 
     fig = Figure(figsize=(page.width / ink.dpi, page.height / ink.dpi), dpi=ink.dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, page.width)
-    ax.set_ylim(page.height, 0)
-    ax.axis("off")
+    at = page_transform(fig, page)
     if ink.background is None:
         fig.patch.set_alpha(0)
     else:
@@ -211,24 +216,26 @@ def _figure(page: Page, ink: Ink, number: int = 0):
         segments, dots = page.ruling.geometry(page.width, page.height)
         mm = 72.0 / 25.4   # points per mm
         if len(segments):
-            ax.add_collection(LineCollection(segments, colors=RULING_COLOR, linewidths=RULING_WIDTH_MM * mm, zorder=0))
-        if len(dots):   # marker size: the diameter in points, squared
-            ax.scatter(dots[:, 0], dots[:, 1], s=(RULING_DOT_MM * mm) ** 2, c=RULING_COLOR, linewidths=0, zorder=0)
+            fig.add_artist(LineCollection(segments, colors=RULING_COLOR, linewidths=RULING_WIDTH_MM * mm,
+                                          zorder=0, transform=at))
+        if len(dots):   # sizes: the dot's area in points squared
+            fig.add_artist(CircleCollection([np.pi / 4 * (RULING_DOT_MM * mm) ** 2], offsets=dots, offset_transform=at,
+                                            facecolors=RULING_COLOR, linewidths=0, zorder=0))
     strokes = page.strokes
     varied = ink.pen != "uniform" or ink.ink_variation
     colors = stroke_colors(len(strokes), ink, number) if varied else [ink.color] * len(strokes)
     if ink.pen != "uniform":
         segments, widths, cols = pen_lines(strokes, ink, colors)
-        ax.add_collection(LineCollection(segments, linewidths=widths * pt, colors=cols, capstyle="round",
-                                         joinstyle="round", zorder=2))
+        fig.add_artist(LineCollection(segments, linewidths=widths * pt, colors=cols, capstyle="round",
+                                      joinstyle="round", zorder=2, transform=at))
         return fig
     lw = ink.stroke_width * pt
     for s, color in zip(strokes, colors):
         seg = bezier(s)
         verts = np.vstack([s[:1], seg.reshape(-1, 2)])
         codes = [MPath.MOVETO] + [MPath.CURVE4] * (len(verts) - 1)
-        ax.add_patch(PathPatch(MPath(verts, codes), fill=False, edgecolor=color, linewidth=lw,
-                               capstyle="round", joinstyle="round"))
+        fig.add_artist(PathPatch(MPath(verts, codes), fill=False, edgecolor=color, linewidth=lw,
+                                 capstyle="round", joinstyle="round", transform=at))
     return fig
 
 

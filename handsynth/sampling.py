@@ -11,6 +11,7 @@ the tests compare the two step by step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -69,7 +70,19 @@ def _noise(seed: int, line: int, steps: int, block: int = 256) -> torch.Tensor:
 RESAMPLE_SEED_STEP = 100_003  # candidate a of a line uses the line's seed + a * RESAMPLE_SEED_STEP
 
 
-@torch.no_grad()
+@dataclass
+class Group:
+    """One caller's lines in a batch shared with others (``sample_groups``): its texts, their line
+    seeds, its options and primer, and its ``check`` (called once per pen step; raising from it
+    abandons this group's lines only). Groups of one batch may differ in bias, seed and primer;
+    the rest of their options must be equal."""
+    texts: list[str]
+    seeds: list[int]
+    options: SamplingOptions = SamplingOptions()
+    primer: Primer | None = None
+    check: Callable[[], None] | None = None
+
+
 def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: list[str],
                  options: SamplingOptions = SamplingOptions(), primer: Primer | None = None,
                  return_phi: bool = False, line_seeds: list[int] | None = None,
@@ -94,22 +107,65 @@ def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: li
     ``check``, if given, is called once per pen step and may raise to abandon the batch (the
     server's time limit and client-gone check).
     """
-    if not texts:
-        return []
+    seeds = list(line_seeds) if line_seeds is not None else list(range(len(texts)))
+    out = sample_groups(model, alphabet, mean, std, [Group(list(texts), seeds, options, primer, check)],
+                        return_phi, candidates, score, first_candidate, narrow_at)[0]
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+def _check_texts(texts: list[str]) -> None:
     for t in texts:
         if not t.strip():
             raise HandsynthError("empty text: give at least one character to write")
         if len(t) > MAX_LINE_CHARS:
             raise HandsynthError(f"a line of {len(t)} characters is longer than the limit of {MAX_LINE_CHARS}")
+
+
+def same_but_style(a: SamplingOptions, b: SamplingOptions) -> bool:
+    """Whether lines with these options can share a batch: they differ in bias and seed at most."""
+    return replace(a, bias=0.0, seed=0) == replace(b, bias=0.0, seed=0)
+
+
+@torch.no_grad()
+def sample_groups(model: SynthesisModel, alphabet: Alphabet, mean, std, groups: list[Group],
+                  return_phi: bool = False, candidates: int = 1, score=None, first_candidate: int = 0,
+                  narrow_at: int | None = None) -> list[list[Line] | BaseException]:
+    """``sample_lines`` for several callers' lines in one batch (the server's requests): per
+    group, its lines, or the exception that ended it (a bad text, or one its ``check`` raised;
+    the other groups go on). A line comes out the same as when its group is sampled alone: rows
+    draw their own random numbers and the policy (candidates, narrowing) works per text."""
+    results: list = [None] * len(groups)
+    live = []
+    for g, grp in enumerate(groups):
+        try:
+            _check_texts(grp.texts)
+            if len(grp.seeds) != len(grp.texts):
+                raise ValueError("one seed per text")
+            if not same_but_style(grp.options, groups[0].options):
+                raise ValueError("the groups of one batch may differ only in bias, seed and primer")
+        except (HandsynthError, ValueError) as e:
+            results[g] = e
+            continue
+        if grp.texts:
+            live.append(g)
+        else:
+            results[g] = []
+    if not live:
+        return results
     model.eval()
-    options = replace(options, bf16=use_bf16(options.bf16))   # the family sees the dtype chosen
-    n_texts, C = len(texts), max(1, int(candidates))
-    base_seeds = line_seeds if line_seeds is not None else list(range(n_texts))
-    texts = [t for _ in range(C) for t in texts]  # row r writes text r % n_texts
-    seeds = [s + (first_candidate + a) * RESAMPLE_SEED_STEP for a in range(C) for s in base_seeds]
+    options = replace(groups[live[0]].options, bf16=use_bf16(groups[live[0]].options.bf16))   # the dtype chosen
+    group_of = np.array([g for g in live for _ in groups[g].texts], np.int64)   # each text's group
+    texts1 = [t for g in live for t in groups[g].texts]
+    n_texts, C = len(texts1), max(1, int(candidates))
+    texts = [t for _ in range(C) for t in texts1]  # row r writes text r % n_texts
+    base = [s for g in live for s in groups[g].seeds]
+    seeds = [s + (first_candidate + a) * RESAMPLE_SEED_STEP for a in range(C) for s in base]
     B = len(texts)
-    prefix = (primer.text + " ") if primer is not None else ""
-    full = [prefix + t for t in texts]
+    heads = {g: (groups[g].primer.text + " ") if groups[g].primer is not None else "" for g in live}
+    full = [heads[group_of[r % n_texts]] + t for r, t in enumerate(texts)]
+    prefix = np.array([len(heads[group_of[r % n_texts]]) for r in range(B)], np.int64)
     U = max(len(f) for f in full)
     codes = np.zeros((B, U), np.int64)
     for b, f in enumerate(full):
@@ -117,29 +173,45 @@ def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: li
     ends = np.array([len(f) for f in full], np.int64)
     caps = np.array([int(40 + options.steps_per_char * len(t)) for t in texts], np.int64)
     cap = int(caps.max())
-    noise = torch.stack([_noise(options.seed, s, cap) for s in seeds]).numpy()  # (B, cap, 6)
-    tb = Tables(code=codes, n_texts=n_texts, ends=ends, caps=caps, noise=noise,
-                bias=np.full(B, float(options.bias), np.float32), prefix=len(prefix), options=options,
-                out_steps=np.zeros((B, cap, 3), np.float32),
+    noise = torch.stack([_noise(groups[group_of[r % n_texts]].options.seed, s, cap)
+                         for r, s in enumerate(seeds)]).numpy()  # (B, cap, 6)
+    bias = np.array([groups[group_of[r % n_texts]].options.bias for r in range(B)], np.float32)
+    tb = Tables(code=codes, n_texts=n_texts, ends=ends, caps=caps, noise=noise, bias=bias, prefix=prefix,
+                options=options, out_steps=np.zeros((B, cap, 3), np.float32),
                 phi_all=np.zeros((B, cap, U + 1), np.float32),  # the alignment, for trimming and for callers
                 passed=np.zeros(B, bool), zero=((0.0 - np.asarray(mean)) / np.asarray(std)).astype(np.float32))
-    primed = standardize(primer.offsets, mean, std) if primer is not None and len(primer.offsets) else None
-    step = model.start(tb, primed)
+    primed = {}   # one standardised array per group's primer: rows of one style share it
+    for g in live:
+        p = groups[g].primer
+        primed[g] = standardize(p.offsets, mean, std) if p is not None and len(p.offsets) else None
+    step = model.start(tb, [primed[g] for g in group_of])
     out_steps, phi_all, passed = tb.out_steps, tb.phi_all, tb.passed
 
     def finish(r: int, n: int) -> Line:
         off = out_steps[r, :n].copy()
         off[:, :2] = off[:, :2] * std + mean
         off[-1, 2] = 1.0
-        ph = phi_all[r, :n, len(prefix):int(ends[r]) + 1]
+        ph = phi_all[r, :n, int(prefix[r]):int(ends[r]) + 1]
         n = _trim_run_on(off, ph, texts[r])
         return Line(texts[r], off[:n], hit_cap=not bool(passed[r]), phi=ph[:n] if return_phi or score else None)
 
     result: list[Line | None] = [None] * n_texts
     tried: list[list] = [[] for _ in range(n_texts)]  # (score, candidate, line) of finished candidates
+    failed = np.zeros(len(groups), bool)
+    checks = [(g, groups[g].check) for g in live if groups[g].check is not None]
     for t in range(cap):
-        if check is not None:
-            check()
+        quit_now = None
+        for g, check in checks:
+            if not failed[g]:
+                try:
+                    check()
+                except BaseException as e:   # (a time limit, a client gone, Ctrl-C): this group only
+                    results[g], failed[g] = e, True
+                    quit_now = failed[group_of[step.rows % n_texts]]
+        if quit_now is not None:
+            if quit_now.all():
+                break
+            step.select(~quit_now)
         step(t)
         rows = step.rows
         stop = step.stop if step.stop is not None else stop_rule(tb, rows, t, step.progress)
@@ -163,11 +235,16 @@ def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: li
                 break
             step.select(keep)
     for k in range(n_texts):
+        if failed[group_of[k]]:
+            continue
         if result[k] is None:
             result[k] = min(tried[k], key=lambda c: (c[0], c[1]))[2]
         if not return_phi:
             result[k].phi = None
-    return result
+    for g in live:
+        if not failed[g]:
+            results[g] = [result[k] for k in np.flatnonzero(group_of == g)]
+    return results
 
 
 @dataclass
@@ -180,7 +257,7 @@ class Tables:
     caps: np.ndarray        # (R,) int64 step caps
     noise: np.ndarray       # (R, cap, 6) float32 random numbers (see _noise)
     bias: np.ndarray        # (R,) float32
-    prefix: int             # characters of the primer's text before each row's own
+    prefix: np.ndarray      # (R,) int64 characters of the row's primer text (and a space) before its own
     options: SamplingOptions
     out_steps: np.ndarray   # (R, cap, 3) float32 the pen offsets drawn (standardised)
     phi_all: np.ndarray     # (R, cap, U + 1) float32 the alignment over the text (+ "after the end")
@@ -206,18 +283,36 @@ def sample_checked(model, alphabet: Alphabet, mean, std, texts: list[str], seeds
     goes on, and the first to finish plausibly (no stall, no scribble, no far too wide word) is kept; lines with no
     plausible candidate get one more pass with new seeds. Bounded: at most MAX_PASSES
     passes, and the least bad candidate is kept."""
-    out = sample_lines(model, alphabet, mean, std, texts, options, primer, True, seeds,
-                       candidates=CANDIDATES, score=badness, narrow_at=NARROW_AT, check=check)
+    out = checked_groups(model, alphabet, mean, std, [Group(list(texts), list(seeds), options, primer, check)])[0]
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+def checked_groups(model, alphabet: Alphabet, mean, std, groups: list[Group]) -> list[list[Line] | BaseException]:
+    """``sample_checked`` for several callers' lines in one batch (``sample_groups``), the
+    further pass too: per group, its lines or the exception that ended it."""
+    out = sample_groups(model, alphabet, mean, std, groups, True, candidates=CANDIDATES, score=badness,
+                        narrow_at=NARROW_AT)
     for p in range(1, MAX_PASSES):
-        bad = [k for k, line in enumerate(out) if not plausible(line)]
+        bad = {g: [k for k, line in enumerate(lines) if not plausible(line)]
+               for g, lines in enumerate(out) if not isinstance(lines, BaseException)}
+        bad = {g: ks for g, ks in bad.items() if ks}
         if not bad:
             break
-        redo = sample_lines(model, alphabet, mean, std, [texts[k] for k in bad], options,
-                            primer, True, [seeds[k] for k in bad], candidates=CANDIDATES, score=badness,
-                            first_candidate=p * CANDIDATES, narrow_at=NARROW_AT, check=check)
-        for k, line in zip(bad, redo):
-            if plausible(line) or badness(line) < badness(out[k]):
-                out[k] = line
+        order = list(bad)
+        redo = sample_groups(model, alphabet, mean, std,
+                             [replace(groups[g], texts=[groups[g].texts[k] for k in bad[g]],
+                                      seeds=[groups[g].seeds[k] for k in bad[g]]) for g in order],
+                             True, candidates=CANDIDATES, score=badness, first_candidate=p * CANDIDATES,
+                             narrow_at=NARROW_AT)
+        for g, lines in zip(order, redo):
+            if isinstance(lines, BaseException):
+                out[g] = lines
+                continue
+            for k, line in zip(bad[g], lines):
+                if plausible(line) or badness(line) < badness(out[g][k]):
+                    out[g][k] = line
     return out
 
 

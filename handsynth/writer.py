@@ -87,6 +87,14 @@ class Handwriter:
     std: np.ndarray
     path: Path | None = None
     name: str | None = None    # the shipped model's name, if it is one
+    batcher: object = None     # a batching.Batcher: lines sampled in batches shared with other threads' writes
+
+    def _checked(self, texts: list[str], seeds: list[int], options: SamplingOptions, primer: Primer | None,
+                 check=None) -> list[Line]:
+        """``sampling.sample_checked`` here, or through the batcher when there is one."""
+        if self.batcher is not None:
+            return self.batcher.sample(texts, seeds, options, primer, check)
+        return sample_checked(self.model, self.alphabet, self.mean, self.std, texts, seeds, options, primer, check)
 
     @property
     def arch(self) -> str:
@@ -115,8 +123,7 @@ class Handwriter:
         resample lines that stalled or hold a far too wide word (their phi is then returned)."""
         if resample:
             seeds = line_seeds if line_seeds is not None else list(range(len(texts)))
-            return sample_checked(self.model, self.alphabet, self.mean, self.std, texts, seeds, options,
-                                  self.primer(style))
+            return self._checked(texts, seeds, options, self.primer(style))
         return sample_lines(self.model, self.alphabet, self.mean, self.std, texts, options,
                             self.primer(style), return_phi, line_seeds)
 
@@ -180,8 +187,7 @@ class Handwriter:
         opts = SamplingOptions(bias=bias, seed=seed)
         for s in range(0, len(todo), BATCH_LINES):
             chunk = todo[s:s + BATCH_LINES]
-            for i, line in zip(chunk, sample_checked(self.model, self.alphabet, self.mean, self.std,
-                                                     [lines[i] for i in chunk], chunk, opts, primer, check)):
+            for i, line in zip(chunk, self._checked([lines[i] for i in chunk], chunk, opts, primer, check)):
                 sampled[i] = line
             if progress:
                 progress(min(s + BATCH_LINES, len(todo)), len(todo))
@@ -268,8 +274,8 @@ class Handwriter:
 
         tried = []
         for tries in ([0], list(range(1, REDO_TRIES))):
-            got = sample_checked(self.model, self.alphabet, self.mean, self.std, [span.text] * len(tries),
-                                 [REDO_STREAM + index * REDO_TRIES + t for t in tries], opts, src.primer, check)
+            got = self._checked([span.text] * len(tries), [REDO_STREAM + index * REDO_TRIES + t for t in tries],
+                                opts, src.primer, check)
             tried += [frame.place(g.offsets) for g in got]
             fits = [layout(new) for new in tried]
             ok = [f for f in fits if f[1] <= 0.5]

@@ -63,7 +63,7 @@ class Toy(SynthesisModel):
             lift, batch.targets[..., 2], reduction="none")
         return (nll * batch.mask).sum(), batch.mask.sum()
 
-    def start(self, tables, primer):
+    def start(self, tables, primers):
         return ToyStepper(self, tables)
 
 
@@ -79,7 +79,7 @@ class ToyStepper:
     @torch.no_grad()
     def __call__(self, t: int) -> None:
         tb, rows = self.tb, self.rows
-        pos = np.minimum(tb.prefix + t // STEPS_PER_CHAR, tb.ends[rows])   # ends[r]: "after the text"
+        pos = np.minimum(tb.prefix[rows] + t // STEPS_PER_CHAR, tb.ends[rows])   # ends[r]: "after the text"
         char = torch.from_numpy(tb.code[rows, np.minimum(pos, tb.code.shape[1] - 1)])
         out = self.model._out(self.prev, char).numpy()
         noise = tb.noise[rows, t]
@@ -89,7 +89,7 @@ class ToyStepper:
         tb.phi_all[rows, t] = 0.0
         tb.phi_all[rows, t, pos] = 1.0   # the alignment: all weight on the current position
         tb.passed[rows] |= pos >= tb.ends[rows]
-        self.progress = pos - tb.prefix
+        self.progress = pos - tb.prefix[rows]
         self.prev = torch.from_numpy(tb.out_steps[rows, t].copy())
 
     def select(self, keep):

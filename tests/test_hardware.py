@@ -127,3 +127,17 @@ def test_prepare_openmp_puts_idle_threads_to_sleep_and_keeps_a_user_setting():
     assert done and policy == "PASSIVE" and cpu < 0.05
     done, policy, cpu = idle(OMP_WAIT_POLICY="ACTIVE")   # the user's own: kept (and it spins)
     assert not done and policy == "ACTIVE" and cpu > 0.1
+
+
+def test_the_command_sets_the_wait_policy_before_torch_loads():
+    """The installed ``handsynth`` command and ``python -m handsynth`` go through
+    ``__main__.run``, which sets the wait policy before the CLI imports torch."""
+    from importlib.metadata import entry_points
+    script = next(e for e in entry_points(group="console_scripts") if e.name == "handsynth")
+    assert script.value == "handsynth.__main__:run"
+    env = {k: v for k, v in os.environ.items() if k not in hardware.WAIT_SETTINGS}
+    probe = ("import os, sys\nfrom handsynth.__main__ import run\nassert 'torch' not in sys.modules\n"
+             "rc = run(['styles', '-q'])\nprint(rc, os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-3:] == ["0", "PASSIVE", "True"], r.stdout

@@ -42,7 +42,7 @@ def _tables(hw, texts, cap=160, seed=0):
         code[b, :len(t)] = hw.alphabet.encode(t)
     return Tables(code=code, n_texts=B, ends=np.array([len(t) for t in texts], np.int64), caps=np.full(B, cap, np.int64),
                    noise=torch.stack([_noise(seed, b, cap) for b in range(B)]).numpy(),
-                   bias=np.full(B, 2.0, np.float32), prefix=0, options=SamplingOptions(),
+                   bias=np.full(B, 2.0, np.float32), prefix=np.zeros(B, np.int64), options=SamplingOptions(),
                    out_steps=np.zeros((B, cap, 3), np.float32), phi_all=np.zeros((B, cap, U + 1), np.float32),
                    passed=np.zeros(B, bool))
 

@@ -488,3 +488,59 @@ def test_redo_word_over_http(client, hw):
     x0 = min(wb[6][2], wa[6][2]) * w - 6
     x1 = max(wb[6][4], wa[6][4]) * w + 6
     assert len(xs) and x0 <= xs.min() and xs.max() <= x1
+
+
+# ----------------------------------------------------------------------------- slow clients
+
+def _raw(url: str):
+    import socket
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    return s
+
+
+def _closed_within(sock, seconds: float, drip: bytes = b"") -> tuple[float, bytes]:
+    """Send ``drip`` a byte every 0.2 s until the server closes the connection: (seconds taken,
+    what it answered)."""
+    t0, got = time.monotonic(), b""
+    sock.settimeout(0.2)
+    for i in range(int(seconds / 0.2)):
+        try:
+            if drip:
+                sock.sendall(drip[i % len(drip):i % len(drip) + 1])
+            chunk = sock.recv(65536)
+            if not chunk:
+                return time.monotonic() - t0, got
+            got += chunk
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - t0, got
+    return float("inf"), got
+
+
+def test_slow_clients_are_timed_out_and_others_served(hw):
+    from handsynth.server.connections import GuardedH11
+
+    class Quick(GuardedH11):
+        head_timeout = 1.0
+
+    app = create_app(hw, body_timeout_s=1.0, warm_previews=False)
+    with LiveServer(app, http=Quick) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        silent, slow_head, slow_body = _raw(s.url), _raw(s.url), _raw(s.url)
+        slow_head.sendall(b"POST /v1/write HTTP/1.1\r\nHost: x\r\n")
+        slow_body.sendall(b"POST /v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 100\r\n\r\n{\"text\": ")
+        assert c.post("/v1/write", json={"text": "hi", "seed": 1}).status_code == 200   # served meanwhile
+        took, _ = _closed_within(silent, 5)
+        assert took < 5
+        took, _ = _closed_within(slow_head, 5, drip=b"X-Slow: abcdefghij\r\n")
+        assert took < 5
+        took, answer = _closed_within(slow_body, 5, drip=b"\"aaaaaaaaaa")
+        assert took < 5 and answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 1 s" in answer
+        for sock in (silent, slow_head, slow_body):
+            sock.close()
+        assert Quick.closed_slow >= 2
+        r = c.post("/v1/write", json={"text": "still here", "seed": 2})   # a keep-alive client is untouched
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"

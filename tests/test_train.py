@@ -110,6 +110,7 @@ def test_non_finite_loss_stops_with_clear_message(tiny_iam, tmp_path):
     assert kept["step"] == good["step"] == 2
 
 
+@pytest.mark.slow   # (tests/test_kill.py kills a run at random moments in the default run)
 def test_sigkill_leaves_a_loadable_checkpoint(tiny_iam, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "handsynth", "train", "--iam", str(tiny_iam), "--out", str(out), "--config", "tiny",
@@ -153,6 +154,7 @@ def test_resume_without_checkpoint(tiny_iam, tmp_path):
     assert r.returncode == 2 and "no checkpoint" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on loopback")
 def test_torchrun_two_processes_agree(tiny_iam, tmp_path):
     out = tmp_path / "ddp"

@@ -17,10 +17,13 @@ The contract:
   steps it covers. ``warmup`` in [0, 1] is the share of the training's warm-up still ahead (1
   at the first step, 0 once it is over): a family may use it (the LSTM guides its window) or
   ignore it. The training loop runs it under bfloat16 autocast when asked.
-- ``start(tables, primer) -> Stepper``: a batch of lines ready to write, one row per line;
+- ``start(tables, primers) -> Stepper``: a batch of lines ready to write, one row per line;
   ``tables`` (``sampling.Tables``) holds each row's text codes, random numbers, step caps and
-  the arrays the stepper records into; ``primer`` is None or a style sample's standardised
-  offsets (its text is already the first ``tables.prefix`` characters of every row).
+  the arrays the stepper records into; ``primers`` has one entry per text (row r writes text
+  r % ``tables.n_texts``): None or that text's style sample as standardised offsets, texts of
+  one style sharing one array (its text is already the first ``tables.prefix[r]`` characters
+  of the row). A family that can write several styles in one batch sets ``mixes_styles``;
+  one that cannot is only given batches of one style.
 - the ``Stepper`` it returns advances its live rows one pen step per call (below).
 
 Alignment: a stepper records, per pen step, weights over the row's text positions plus one
@@ -63,11 +66,12 @@ class SynthesisModel(nn.Module):
 
     arch: ClassVar[str]     # the family's name in model files
     Config: ClassVar[type]  # its frozen config dataclass
+    mixes_styles: ClassVar[bool] = False   # start() takes batches whose texts have different primers
 
     def loss(self, batch, warmup: float = 0.0):
         raise NotImplementedError
 
-    def start(self, tables, primer: np.ndarray | None) -> Stepper:
+    def start(self, tables, primers: list) -> Stepper:
         raise NotImplementedError
 
     def adopt(self, state: dict, old_chars: str, new_chars: str) -> None:

@@ -1,8 +1,11 @@
 """The HTTP API and the web page (FastAPI, served by uvicorn).
 
-One ``Handwriter`` is loaded once and shared by every request. Generation runs in a small pool of
-worker threads, never on the event loop; at most ``max_concurrent`` requests are written at once
-and at most ``queue_size`` more wait for a worker; beyond that the server answers 503 at once.
+One ``Handwriter`` is loaded once and shared by every request. Generation runs in a pool of worker
+threads, never on the event loop; at most ``max_concurrent`` requests are written at once and at
+most ``queue_size`` more wait for a worker; beyond that the server answers 503 at once. The lines
+of the requests being written are sampled together, in batches shared across requests
+(``batching.Batcher``, one sampling thread): a pen step costs about the same for one line as for
+dozens.
 Every request has a time limit (``timeout_s``, counted from its arrival, queueing included): past
 it the answer is 504 and the worker stops writing at its next sampling step. Every bad input is a
 4xx answer with a JSON body ``{"error": "<one line saying what to do>"}``.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -35,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import HandsynthError, Handwriter, load_model
+from ..batching import Batcher
 from ..layout import RULINGS, PageOptions, place
 from ..drawing import FORMATS, ONE_FILE, Drawing, Output
 from ..paper import PAPERS, page_options, sheet_ink
@@ -59,10 +64,13 @@ PAGE_HEADERS = {"Cache-Control": "no-cache",
 # changed with create_app(); the value ranges are fixed.
 MAX_REQUEST_CHARS = 1000         # characters of text per request (one write() call allows MAX_WRITE_CHARS)
 MAX_BODY_BYTES = 256 * 1024      # bytes of request body
+BODY_TIMEOUT_S = 20.0            # seconds for a request's body to arrive after its head
 MAX_SAMPLE_POINTS = 6000         # points in a handwriting sample (style_sample)
 MIN_WIDTH, MAX_WIDTH = 300, 2400  # page width in pixels
 MAX_SEED = 2**31 - 1
 MAX_STYLE_ID = 64
+MAX_CONCURRENT = 32              # requests written at once (their lines share sampling batches)
+QUEUE_SIZE = 64                  # requests waiting beyond those; more get 503
 CACHE_SIZE = 32                  # generated drawings kept, so another format of the same request is cheap
 DPI = Ink.dpi
 MIN_DPI, MAX_DPI = 72, 300
@@ -314,12 +322,13 @@ def _json_error(status: int, message: str, headers: dict | None = None) -> JSONR
 
 class BodyLimit:
     """ASGI middleware: a request body larger than ``max_bytes`` is refused with 413 before the
-    app sees it (checked against Content-Length and while reading, for chunked bodies); every
-    answer gets ``X-Content-Type-Options: nosniff``. (Plain ASGI, not BaseHTTPMiddleware, so
-    that a handler can still notice its client going away.)"""
+    app sees it (checked against Content-Length and while reading, for chunked bodies), and one
+    that has not all arrived ``timeout_s`` seconds after its head with 408 (a slow client holds
+    no worker); every answer gets ``X-Content-Type-Options: nosniff``. (Plain ASGI, not
+    BaseHTTPMiddleware, so that a handler can still notice its client going away.)"""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout_s: float = BODY_TIMEOUT_S):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -348,8 +357,13 @@ class BodyLimit:
             if n > self.max_bytes:
                 return await self._too_large(scope, receive, send)
         body = bytearray()
+        deadline = time.monotonic() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                return await _json_error(408, f"the request body did not arrive within {self.timeout_s:g} s; "
+                                              f"send it at once", {"Connection": "close"})(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -467,14 +481,15 @@ def words_header(drawing: Drawing, page: int) -> str:
     return json.dumps(rows, separators=(",", ":"), ensure_ascii=True)
 
 
-def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, queue_size: int = 8,
+def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_CONCURRENT, queue_size: int = QUEUE_SIZE,
                timeout_s: float = 60.0, max_text_chars: int = MAX_REQUEST_CHARS,
                max_body_bytes: int = MAX_BODY_BYTES, max_sample_points: int = MAX_SAMPLE_POINTS,
-               warm_previews: bool = True) -> FastAPI:
+               warm_previews: bool = True, body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
     """The ASGI app. ``handwriter``: a loaded model (default: ``handsynth.load_model()``), shared
-    by every request. ``max_concurrent`` requests are written at once, ``queue_size`` more wait;
-    ``timeout_s`` is each request's time limit, waiting included."""
-    hw = handwriter if handwriter is not None else load_model()
+    by every request. ``max_concurrent`` requests are written at once (their lines share sampling
+    batches), ``queue_size`` more wait; ``timeout_s`` is each request's time limit, waiting included."""
+    hw = copy.copy(handwriter if handwriter is not None else load_model())   # (the caller's keeps no batcher)
+    batcher = hw.batcher = Batcher(hw.model, hw.alphabet, hw.mean, hw.std)
     pool = WorkerPool(max_concurrent, queue_size)
     cache = DrawingCache(CACHE_SIZE)
 
@@ -484,6 +499,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
             threading.Thread(target=_warm_previews, name="handsynth-previews", daemon=True).start()
         yield
         pool.shutdown()
+        batcher.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -494,9 +510,9 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
                     "GIF or WebP; "
                     "errors are JSON `{\"error\": message}` with a 4xx status (503/504 when busy or too slow).",
     )
-    app.state.handwriter, app.state.pool, app.state.cache = hw, pool, cache
+    app.state.handwriter, app.state.pool, app.state.cache, app.state.batcher = hw, pool, cache, batcher
     app.state.timeout_s = timeout_s
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
 
     # -- errors: always {"error": message}
 
@@ -700,7 +716,9 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = 2, qu
                 "styles": len(builtin_styles()), "running": pool.running, "waiting": pool.waiting,
                 "max_concurrent": pool.max_concurrent, "queue_size": pool.queue_size,
                 "served": pool.served, "rejected": pool.rejected, "timed_out": pool.timed_out,
-                "abandoned": pool.abandoned}
+                "abandoned": pool.abandoned,
+                "batches": {"sampled": batcher.batches, "lines": batcher.lines, "most_requests": batcher.largest,
+                            "waiting": batcher.waiting}}
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -720,10 +738,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, model=None, **options) -> N
     until interrupted. ``options`` go to ``create_app`` (max_concurrent, queue_size, timeout_s...)."""
     import uvicorn
 
+    from .connections import server_config
+
     hw = load_model(model)
     app = create_app(hw, **options)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"handsynth: warning: listening on {host}, reachable from other machines")
     print(f"handsynth: serving on http://{'[' + host + ']' if ':' in host else host}:{port}/ "
           f"(API docs at /docs; Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.Server(server_config(app, host=host, port=port, log_level="info")).run()

@@ -40,10 +40,10 @@ _state: dict = {}
 
 class _Ctx(ctypes.Structure):
     """Mirrors ``Ctx`` in native_step.c."""
-    _fields_ = [(n, ctypes.c_int32) for n in ("B", "H", "A", "K", "KP", "M", "U", "L", "cap", "prefix", "finish_stroke")] + [
+    _fields_ = [(n, ctypes.c_int32) for n in ("B", "H", "A", "K", "KP", "M", "U", "L", "cap", "finish_stroke")] + [
         ("steps_per_char", ctypes.c_double), ("kappa_scale", ctypes.c_float), ("exp_floor", ctypes.c_float),
         ("z", _P * MAX_LAYERS), ("zh", _P), ("c", _P * MAX_LAYERS)] + [
-        (n, _P) for n in ("h0", "kappa", "w_win", "b_win", "phi", "code", "rows", "noise", "bias", "ends", "caps",
+        (n, _P) for n in ("h0", "kappa", "w_win", "b_win", "phi", "code", "rows", "noise", "bias", "ends", "caps", "prefix",
                           "out_steps", "phi_all", "passed", "stop", "progress")]
 
 
@@ -148,11 +148,11 @@ class NativeStep:
         self._stop, self._progress = np.zeros(B, np.uint8), np.zeros(B, np.int64)
         o = tables.options
         self.ctx = _Ctx(B=B, H=H, A=A, K=cfg.window_k, KP=KP, M=cfg.mixtures, U=tables.code.shape[1], L=L,
-                        cap=tables.out_steps.shape[1], prefix=tables.prefix, finish_stroke=int(o.finish_stroke),
+                        cap=tables.out_steps.shape[1], finish_stroke=int(o.finish_stroke),
                         steps_per_char=o.steps_per_char, kappa_scale=cfg.kappa_scale, exp_floor=exp_floor)
-        for name in ("code", "noise", "bias", "ends", "caps", "out_steps", "phi_all", "passed"):
+        for name in ("code", "noise", "bias", "ends", "caps", "prefix", "out_steps", "phi_all", "passed"):
             arr = getattr(tables, name)
-            assert arr.flags.c_contiguous and arr.dtype == {"code": np.int64, "ends": np.int64, "caps": np.int64,
+            assert arr.flags.c_contiguous and arr.dtype == {"code": np.int64, "ends": np.int64, "caps": np.int64, "prefix": np.int64,
                                                             "passed": np.bool_}.get(name, np.float32), name
             setattr(self.ctx, name, arr.ctypes.data)
         self.ctx.w_win, self.ctx.b_win = self.w_win.data_ptr(), self.b_win.data_ptr()

@@ -28,7 +28,7 @@
 #define MAX_LAYERS 8
 
 typedef struct {
-    int32_t B, H, A, K, KP, M, U, L, cap, prefix, finish_stroke;
+    int32_t B, H, A, K, KP, M, U, L, cap, finish_stroke;
     double steps_per_char;
     float kappa_scale, exp_floor;
     uint16_t *z[MAX_LAYERS];
@@ -45,6 +45,7 @@ typedef struct {
     const float *bias;    /* (R) */
     const int64_t *ends;  /* (R) position after the last character */
     const int64_t *caps;  /* (R) step caps */
+    const int64_t *prefix; /* (R) characters of the row's primer text before its own */
     float *out_steps;     /* (R, cap, 3) */
     float *phi_all;       /* (R, cap, U + 1) */
     uint8_t *passed;      /* (R) */
@@ -316,7 +317,7 @@ int hs_sample(Ctx *s, const uint16_t *out, int t) {
         }
         if (ph[s->ends[r]] > inside) s->passed[r] = 1;
         int stop = s->passed[r] && (xs[2] > 0.5f || !s->finish_stroke);
-        int64_t progress = focus - s->prefix > 0 ? focus - s->prefix : 0;
+        int64_t progress = focus - s->prefix[r] > 0 ? focus - s->prefix[r] : 0;
         stop |= (t + 1) >= s->caps[r];
         stop |= (double)(t + 1) >= 40.0 + s->steps_per_char * (double)(progress + 1);
         s->stop[b] = (uint8_t)stop;

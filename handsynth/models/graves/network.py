@@ -93,6 +93,7 @@ class StepLinear:
 class Synthesizer(SynthesisModel):
     arch = "graves"
     Config = GravesConfig
+    mixes_styles = True
 
     def __init__(self, config: GravesConfig):
         super().__init__()
@@ -283,23 +284,35 @@ class Synthesizer(SynthesisModel):
             state[name] = torch.cat([W[:, :3], grown, W[:, 3 + len(old_chars) + 1:]], 1)
         self.load_state_dict(state)
 
-    def start(self, tables, primer: np.ndarray | None):
+    def start(self, tables, primers: list):
         """A batch of lines ready to write (see ``SynthesisModel.start``): the compiled step
         where it runs, else the PyTorch one. Each text (row r writes text r % tables.n_texts) is
-        primed once; its candidates share the state."""
+        primed once, texts of one primer together; its candidates share the state."""
         self.eval()
         B, U = tables.code.shape
+        n = tables.n_texts
         dtype = torch.bfloat16 if tables.options.bf16 else torch.float32
         weights = self.step_weights(dtype)
         onehot = self.onehot(torch.from_numpy(tables.code))
         state = self.initial_state(B)
         x = torch.zeros(B, 3)
         x[:, 2] = 1.0  # the start token
-        if primer is not None and len(primer):
-            n, p = tables.n_texts, torch.from_numpy(primer)
-            inputs = torch.cat([x[:1], p[:-1]]).expand(n, len(p), 3)  # start token, then the primer
-            state = self.prime(inputs, onehot[:n], weights).select(torch.arange(B) % n)
-            x = p[-1].expand(B, 3).clone()
+        by_primer: dict[int, tuple] = {}
+        for k, p in enumerate(primers):
+            if p is not None and len(p):
+                by_primer.setdefault(id(p), (p, []))[1].append(k)
+        text_of_row = np.arange(B) % n
+        for p, ks in by_primer.values():
+            p = torch.from_numpy(p)
+            inputs = torch.cat([x[:1], p[:-1]]).expand(len(ks), len(p), 3)  # start token, then the primer
+            primed = self.prime(inputs, onehot[ks], weights)
+            rows = np.flatnonzero(np.isin(text_of_row, ks))
+            place = {k: i for i, k in enumerate(ks)}
+            got = primed.select(torch.tensor([place[k] for k in text_of_row[rows]]))
+            r = torch.from_numpy(rows)
+            for mine, theirs in zip(state.h + state.c + [state.kappa, state.w], got.h + got.c + [got.kappa, got.w]):
+                mine[r] = theirs.to(mine.dtype)
+            x[r] = p[-1]
         lib = native.library() if native.supports(self.config, dtype, U + 1) else None
         if lib is not None:
             return native.NativeStep(lib, self, weights, state, x, tables, WINDOW_EXP_FLOOR)
@@ -330,7 +343,7 @@ class TorchStep:
         last = ph[np.arange(len(rows)), tb.ends[rows]]
         inside = (ph[:, :U] + self.outside[rows]).max(1)
         tb.passed[rows] |= last > inside
-        self.progress = np.maximum(ph[:, :U].argmax(1) - tb.prefix, 0)
+        self.progress = np.maximum(ph[:, :U].argmax(1) - tb.prefix[rows], 0)
         self.x = torch.from_numpy(xs)
 
     def select(self, keep: np.ndarray):

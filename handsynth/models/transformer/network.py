@@ -208,9 +208,13 @@ class Transformer(SynthesisModel):
         return nll, torch.tensor(float(sum(n) + B))
 
     # -- sampling -------------------------------------------------------------------------------
-    def start(self, tables, primer: np.ndarray | None):
+    def start(self, tables, primers: list):
+        """The batch's lines ready to write; one primer for the whole batch (its tokens are the
+        prefix every row's cache starts from), so a batch mixing styles is refused."""
         self.eval()
-        return TransformerStep(self, tables, primer)
+        if any(p is not primers[0] for p in primers):
+            raise HandsynthError("the transformer writes one style per batch: sample other styles' lines apart")
+        return TransformerStep(self, tables, primers[0] if primers else None)
 
 
 def nucleus_draw(logits: torch.Tensor, bias: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -310,8 +314,8 @@ class TransformerStep:
         tb.phi_all[rows, t] = phi
         self.done |= end
         tb.passed[rows] |= self.done
-        self.progress = np.where(self.done, tb.ends[rows] - tb.prefix,
-                                 np.maximum(attn.argmax(1) - tb.prefix, 0))
+        self.progress = np.where(self.done, tb.ends[rows] - tb.prefix[rows],
+                                 np.maximum(attn.argmax(1) - tb.prefix[rows], 0))
         feed = torch.from_numpy(np.where(end, m.END, tok).astype(np.int64))[:, None]
         self.logits, self.attn = self._feed(feed)
 
