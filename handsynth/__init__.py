@@ -117,7 +117,8 @@ def model_file(model: str | os.PathLike | None = None) -> tuple[Path, str | None
 
 def load_model(model: str | os.PathLike | None = None) -> Handwriter:
     """A shipped model by name (``"lstm"``; default: the first of ``available_models()``), or a
-    model file: weights exported by ``handsynth train``, or one of its checkpoints."""
+    model file: weights exported by ``handsynth train``, one of its checkpoints, or a model tuned
+    to a person's hand by ``handsynth tune``."""
     import numpy as np
 
     from . import checkpoint
@@ -127,6 +128,10 @@ def load_model(model: str | os.PathLike | None = None) -> Handwriter:
 
     path, name = model_file(model)
     check_model_file(path)   # truncated, empty, not a PyTorch file: said before the reader tries
-    net, meta = checkpoint.load(path)
+    ck = checkpoint.read(path)
+    if ck.get("kind") == "handsynth-tuned":   # a change to a base model (handsynth tune)
+        from .tune import apply_tuned
+        return apply_tuned(ck, path, load_model, list(MODELS))
+    net, meta = checkpoint.from_dict(ck, path)
     chars, mean, std = check_model_meta(meta, net, path)   # alphabet, statistics, finite weights
     return Handwriter(net, Alphabet(chars), np.array(mean, np.float32), np.array(std, np.float32), path, name)

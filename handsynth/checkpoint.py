@@ -274,7 +274,11 @@ def build(arch: str, config: dict):
 def load(path):
     """A model (in eval mode, float32) from a checkpoint or exported file, with the file's
     metadata dict."""
-    ck = read(path)
+    return from_dict(read(path), path)
+
+
+def from_dict(ck: dict, path):
+    """``load`` for a file already read (``read``)."""
     arch = ck.get("arch", DEFAULT_ARCH)
     try:
         model = build(arch, ck["config"])

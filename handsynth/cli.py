@@ -1,4 +1,4 @@
-"""The ``handsynth`` command: write, styles, models, serve, train, corpus, eval, recognizer. Its
+"""The ``handsynth`` command: write, styles, models, serve, tune, train, corpus, eval, recognizer. Its
 defaults are the options dataclasses' (``SamplingOptions``, ``PageOptions``, ``Ink``, the training
 configs)."""
 from __future__ import annotations
@@ -189,6 +189,36 @@ def _style_encoder(a) -> None:
         print(Path(a.out) / "style_encoder.pt")
 
 
+def _tune(a) -> None:
+    import handsynth
+
+    from . import validate
+    from .data.samples import load_samples
+    from .tune import TuneConfig, save_tuned, tune
+
+    samples = load_samples(a.samples)
+    validate.output_file(a.out)   # a bad output fails before minutes of tuning
+    hw = handsynth.load_model(a.model)
+    configure_threads("train")
+    config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, max_minutes=a.minutes, rank=a.rank, seed=a.seed)
+    from tqdm import tqdm
+    bar = tqdm(total=config.max_steps, unit="step", disable=a.quiet, desc="tuning")
+
+    def progress(step, total, nll):
+        bar.update(step - bar.n)
+        bar.set_postfix_str(f"held-out NLL {nll:.3f}")
+
+    try:
+        tuned = tune(hw, samples, config, progress)
+    finally:
+        bar.close()
+    got = save_tuned(tuned, a.out)
+    if not a.quiet:
+        first, best = tuned.history[0][1], min(h for _, h in tuned.history)
+        print(f"{a.out}: {got['bytes'] / 1024:.0f} KiB, from {tuned.lines} line(s); held-out NLL per pen step "
+              f"{first:.3f} -> {best:.3f} at step {tuned.best_step}; stopped: {tuned.stopped}")
+
+
 def _run_args(p: argparse.ArgumentParser, tc, what: str) -> None:
     """The options every training command shares, with defaults from its config ``tc``."""
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -324,6 +354,25 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=_ranged(float, 0.1, 86_400, "a time limit from 0.1 to 86400 seconds"), default=60.0, metavar="S",
                    help="each request's time limit, waiting included; past it 504 (default 60)")
     v.set_defaults(func=_serve)
+
+    from .tune import PARTS, TuneConfig
+    tu = sub.add_parser("tune", help="adapt the model to your own handwriting samples (a small file for --model)")
+    tu.add_argument("--samples", required=True, metavar="FILE_OR_FOLDER",
+                    help="your samples: a JSON or InkML file (docs/samples.md) or a folder of them; 3-10 sentences, "
+                         "the last held out to stop at the best step")
+    tu.add_argument("--out", required=True, metavar="FILE", help="the tuned model file to write (e.g. me.pt)")
+    tu.add_argument("--model", help=MODEL_HELP + " (the base)")
+    tu.add_argument("--steps", type=_ranged(int, 1, 100_000, "a whole number of steps from 1"),
+                    default=TuneConfig.max_steps, help=f"at most this many steps (default {TuneConfig.max_steps})")
+    tu.add_argument("--minutes", type=_ranged(float, 0.01, 1440, "a number of minutes from 0.01 to 1440"),
+                    default=TuneConfig.max_minutes, help=f"time limit (default {TuneConfig.max_minutes:g})")
+    tu.add_argument("--lr", type=_ranged(float, 1e-9, 1.0, "a learning rate from 1e-9 to 1"), default=TuneConfig.lr)
+    tu.add_argument("--parts", choices=PARTS, default=TuneConfig.parts, help="which weights adapt (default all)")
+    tu.add_argument("--rank", type=_ranged(int, 0, 4096, "a whole number from 0 (the whole change) to 4096"),
+                    default=TuneConfig.rank, help=f"rank of each weight matrix's change in the file (default {TuneConfig.rank})")
+    tu.add_argument("--seed", type=_ranged(int, 0, 2**31 - 1, "a whole number from 0"), default=0)
+    tu.add_argument("-q", "--quiet", action="store_true")
+    tu.set_defaults(func=_tune)
 
     m = sub.add_parser("models", help="list the shipped models")
     m.set_defaults(func=_models)

@@ -1,0 +1,122 @@
+"""Tuning the shipped model to a person's samples (``handsynth tune``): the held-out line's
+likelihood improves, the file is small and is a model like any other (CLI, load_model), Ctrl-C
+keeps the best step, and a damaged or mismatched file is refused with one clear line."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import handsynth
+from handsynth.errors import HandsynthError
+from handsynth.styles import builtin_styles
+from handsynth.tune import TuneConfig, expand, low_rank, save_tuned, tune
+
+
+def _samples_file(path, n=3):
+    """Built-in style samples as one sample file (their texts and strokes, y up)."""
+    items = [{"text": s.text, "y_axis": "up", "strokes": [np.asarray(p).round(3).tolist() for p in s.strokes]}
+             for s in builtin_styles()[:n]]
+    path.write_text(json.dumps({"samples": items}))
+    return path
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "handsynth", *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def tuned_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tune")
+    samples = _samples_file(d / "me.json")
+    out = d / "me.pt"
+    r = _cli("tune", "--samples", str(samples), "--out", str(out), "--steps", "6", "--rank", "4", "-q")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_the_held_out_line_improves_and_the_change_is_what_the_file_applies(hw, tmp_path):
+    from handsynth.data.samples import load_samples
+    samples = load_samples(_samples_file(tmp_path / "me.json"))
+    t = tune(hw, samples, TuneConfig(max_steps=6, eval_every=2, lr=3e-5, rank=0))
+    assert [s for s, _ in t.history] == [0, 2, 4, 6]
+    first, best = t.history[0][1], min(h for _, h in t.history)
+    assert best < first and t.best_step > 0 and t.lines == 2 and t.held_out == samples[-1].text
+    assert sum(float(d.abs().sum()) for d in t.delta.values()) > 0
+    base = {k: v.clone() for k, v in hw.model.state_dict().items()}
+    save_tuned(t, tmp_path / "me.pt")
+    assert all(torch.equal(base[k], v) for k, v in hw.model.state_dict().items())   # the caller's model untouched
+    tuned = handsynth.load_model(tmp_path / "me.pt")
+    for k, p in tuned.model.named_parameters():
+        np.testing.assert_allclose(p.detach().numpy(), (base[k] + t.delta[k].half().float()).numpy(), atol=1e-6)
+
+
+def test_a_matrix_change_is_stored_low_rank():
+    g = torch.Generator().manual_seed(0)
+    exact = torch.randn(400, 3, generator=g) @ torch.randn(3, 1600, generator=g) * 1e-3
+    u, v = low_rank(exact, 4)
+    assert u.shape == (400, 4) and v.shape == (4, 1600) and u.dtype == torch.float16
+    assert float((expand((u, v)) - exact).abs().max()) < 1e-5
+    assert low_rank(torch.ones(7), 4).shape == (7,)            # a bias: whole
+    assert low_rank(torch.ones(3, 5), 4).shape == (3, 5)       # factors no smaller: whole
+
+
+def test_cli_tune_then_write_with_it(tuned_file, tmp_path):
+    assert tuned_file.stat().st_size < 400 * 1024   # rank 4: a few hundred KiB, not a 14 MB copy
+    png = tmp_path / "mine.png"
+    r = _cli("write", "hello there", "-o", str(png), "--model", str(tuned_file), "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+    ink = (np.asarray(Image.open(png).convert("L")) < 128).sum()
+    assert ink > 200
+    hw = handsynth.load_model(tuned_file)
+    base = handsynth.load_model()
+    moved = [k for k, p in hw.model.named_parameters() if not torch.equal(p, dict(base.model.named_parameters())[k])]
+    assert len(moved) == len(list(base.model.parameters()))   # parts=all: every weight moved a little
+
+
+def test_bad_tuning_input_and_damaged_files_say_so(hw, tmp_path, tuned_file):
+    from handsynth.data.samples import load_samples
+    one = load_samples(_samples_file(tmp_path / "one.json", n=1))
+    with pytest.raises(HandsynthError, match="at least 2 usable sample lines"):
+        tune(hw, one)
+    ck = torch.load(tuned_file, weights_only=True)
+    other = dict(ck, base={**ck["base"], "sha256": "0" * 64})
+    torch.save(other, tmp_path / "other.pt")
+    key = next(k for k in ck["model"] if k.endswith(".u"))
+    half = dict(ck, model={k: v for k, v in ck["model"].items() if k != key[:-2] + ".v"})
+    torch.save(half, tmp_path / "half.pt")
+    for name, fragment in (("other.pt", "another version"), ("half.pt", "half its factors")):
+        with pytest.raises(HandsynthError, match=fragment):
+            handsynth.load_model(tmp_path / name)
+        r = _cli("write", "hi", "-o", str(tmp_path / "x.png"), "--model", str(tmp_path / name))
+        assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "x.png").exists()
+    r = _cli("tune", "--samples", str(tmp_path / "one.json"), "--out", str(tmp_path / "no.pt"))
+    assert r.returncode == 2 and "at least 2" in r.stderr and not (tmp_path / "no.pt").exists()
+
+
+def test_ctrl_c_keeps_the_best_step(tmp_path):
+    samples = _samples_file(tmp_path / "me.json")
+    out = tmp_path / "me.pt"
+    p = subprocess.Popen([sys.executable, "-m", "handsynth", "tune", "--samples", str(samples), "--out", str(out),
+                          "--steps", "5000", "--rank", "2"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen, deadline = "", time.monotonic() + 300
+    while not re.search(r"\b([5-9]|\d\d+)/5000", seen) and time.monotonic() < deadline:
+        seen += os.read(p.stderr.fileno(), 4096).decode(errors="replace")   # the bar past the step-5 evaluation
+    p.send_signal(signal.SIGINT)
+    rest_out, rest_err = p.communicate(timeout=120)
+    assert p.returncode == 0, seen + rest_err
+    ck = torch.load(out, weights_only=True)
+    assert ck["stopped"].startswith("interrupted") and len(ck["history"]) >= 2, ck["history"]
+    assert ck["best_step"] == min(ck["history"], key=lambda h: h[1])[0]   # the best evaluation is what was kept
+    assert handsynth.load_model(out).name is None
