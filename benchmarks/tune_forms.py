@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default=TuneConfig.parts)
     ap.add_argument("--rank", type=int, default=TuneConfig.rank)
     ap.add_argument("--anchor", type=float, default=TuneConfig.anchor)
+    ap.add_argument("--bias", type=float, default=None, help="sampling bias (default: SamplingOptions.bias)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--sheet", help="a PNG of the first 3 forms: the real line, primed, tuned and primed")
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
             by_form.setdefault(corpus.form_ids[i], []).append(i)
     forms = sorted(f for f, idx in by_form.items() if len(idx) >= a.lines + 2)
     forms = [forms[k] for k in sorted(np.random.default_rng(a.seed).permutation(len(forms))[:a.forms])]
-    opts = SamplingOptions(seed=a.seed)
+    opts = SamplingOptions(seed=a.seed) if a.bias is None else SamplingOptions(seed=a.seed, bias=a.bias)
     config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, rank=a.rank, anchor=a.anchor, seed=a.seed)
     gallery, gallery_forms = [], []
     out = {k: [] for k in ("unprimed", "primed", "tuned", "tuned_primed", "real")}

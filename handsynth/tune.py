@@ -121,6 +121,8 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
         raise HandsynthError(f"tuning is built for the LSTM family, not {hw.model.arch!r}")
     if len(texts) < 2:
         raise HandsynthError("tuning needs at least 2 lines (one is held out to stop at the best step)")
+    if hw.name is None and is_tuned(checkpoint_read(hw.path)):
+        raise HandsynthError(f"{hw.path} is itself a tuned model: tune from the model it was tuned from")
     for t in texts:
         hw.alphabet.normalize(t, skip_unknown=False)   # a character the model cannot write: said now
     if not (1 <= config.max_steps <= 100_000 and config.eval_every >= 1 and config.lr > 0 and config.rank >= 0

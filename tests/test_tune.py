@@ -102,6 +102,9 @@ def test_bad_tuning_input_and_damaged_files_say_so(hw, tmp_path, tuned_file):
     assert not (tmp_path / "x.png").exists()
     r = _cli("tune", "--samples", str(tmp_path / "one.json"), "--out", str(tmp_path / "no.pt"))
     assert r.returncode == 2 and "at least 2" in r.stderr and not (tmp_path / "no.pt").exists()
+    r = _cli("tune", "--samples", str(_samples_file(tmp_path / "me.json")), "--out", str(tmp_path / "no.pt"),
+             "--model", str(tuned_file))
+    assert r.returncode == 2 and "is itself a tuned model" in r.stderr and not (tmp_path / "no.pt").exists()
 
 
 def test_ctrl_c_keeps_the_best_step(tmp_path):
