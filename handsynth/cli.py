@@ -200,7 +200,8 @@ def _tune(a) -> None:
     validate.output_file(a.out)   # a bad output fails before minutes of tuning
     hw = handsynth.load_model(a.model)
     configure_threads("train")
-    config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, max_minutes=a.minutes, rank=a.rank, seed=a.seed)
+    config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, max_minutes=a.minutes, patience=a.patience,
+                        rank=a.rank, seed=a.seed)
     from tqdm import tqdm
     bar = tqdm(total=config.max_steps, unit="step", disable=a.quiet, desc="tuning")
 
@@ -367,6 +368,9 @@ def parser() -> argparse.ArgumentParser:
     tu.add_argument("--minutes", type=_ranged(float, 0.01, 1440, "a number of minutes from 0.01 to 1440"),
                     default=TuneConfig.max_minutes, help=f"time limit (default {TuneConfig.max_minutes:g})")
     tu.add_argument("--lr", type=_ranged(float, 1e-9, 1.0, "a learning rate from 1e-9 to 1"), default=TuneConfig.lr)
+    tu.add_argument("--patience", type=_ranged(int, 0, 100_000, "a whole number from 0"), default=TuneConfig.patience,
+                    help=f"stop after this many evaluations without a better held-out line; 0: never "
+                         f"(default {TuneConfig.patience})")
     tu.add_argument("--parts", choices=PARTS, default=TuneConfig.parts, help="which weights adapt (default all)")
     tu.add_argument("--rank", type=_ranged(int, 0, 4096, "a whole number from 0 (the whole change) to 4096"),
                     default=TuneConfig.rank, help=f"rank of each weight matrix's change in the file (default {TuneConfig.rank})")

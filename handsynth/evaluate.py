@@ -122,12 +122,21 @@ def style_sheet(hw, text: str, path, bias: float = SamplingOptions.bias, seed: i
 
     from .styles import builtin_styles
 
+    from .sampling import Group, checked_groups
+
     styles = [None] + [st for st in builtin_styles() if can_prime(hw, st)]
     text = hw.alphabet.normalize(text)
+    opts = SamplingOptions(bias=bias, seed=seed)
+    groups = [Group([text], [0], opts, hw.primer(st)) for st in styles]   # as write samples, every style in one batch
+    if not getattr(hw.model, "mixes_styles", False):
+        got = [checked_groups(hw.model, hw.alphabet, hw.mean, hw.std, [g])[0] for g in groups]
+    else:
+        got = checked_groups(hw.model, hw.alphabet, hw.mean, hw.std, groups)
     rows = []
-    for st in styles:
-        line = hw.lines([text], style=st, options=SamplingOptions(bias=bias, seed=seed), resample=True)[0]  # as write samples
-        rows.append(("(model's own hand)" if st is None else f"{st.id}: {st.name}", text, line.offsets))
+    for st, lines in zip(styles, got):
+        if isinstance(lines, BaseException):
+            raise lines
+        rows.append(("(model's own hand)" if st is None else f"{st.id}: {st.name}", text, lines[0].offsets))
     return lines_sheet(rows, path, width=width)
 
 

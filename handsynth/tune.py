@@ -43,7 +43,7 @@ class TuneConfig:
     max_steps: int = 60
     max_minutes: float = 10.0
     eval_every: int = 5
-    patience: int = 3          # evaluations without a better held-out likelihood before stopping
+    patience: int = 3          # evaluations without a better held-out likelihood before stopping (0: never)
     anchor: float = 0.0        # weight of the L2 pull towards the base weights (per parameter, mean)
     rank: int = 16             # rank of each weight matrix's change in the file (0: the whole change)
     seed: int = 0
@@ -177,7 +177,7 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
                 history.append((step, h))
                 if progress:
                     progress(step, config.max_steps, h)
-                if misses >= config.patience:
+                if config.patience and misses >= config.patience:
                     stopped = f"no better held-out likelihood in {misses} evaluations"
                     break
             if time.monotonic() - started > 60 * config.max_minutes:

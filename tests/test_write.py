@@ -1,5 +1,6 @@
 """Writing with the shipped model: sampling, layout, writers, the `handsynth write` command."""
 import io
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -182,7 +183,7 @@ def test_cli_style_file(tmp_path):
     assert (tmp_path / "mine.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("args, msg", [
+BAD_CLI = [
     (["", "-o", "{d}/a.png"], "empty text"),
     (["x" * 3001, "-o", "{d}/a.png"], "limit is 3000"),
     (["hi", "-o", "{d}/a.png", "--style", "nope"], "unknown style 'nope'"),
@@ -196,14 +197,45 @@ def test_cli_style_file(tmp_path):
     (["hi €", "-o", "{d}/a.png"], "cannot write these characters"),
     (["hi", "-o", "{d}/a.png", "--model", "nope"], "not a shipped model name (known: lstm)"),
     (["hi", "-o", "{d}/a.png", "--model", "{d}/bad.json"], "not a readable handsynth model file"),
-])
-def test_cli_bad_input(tmp_path, args, msg):
-    (tmp_path / "bad.json").write_text("{nope")
-    (tmp_path / "short.json").write_text('{"text": "hi", "strokes": [[[0, 0], [1, 1]]]}')
-    r = run_cli("write", *[a.format(d=tmp_path) for a in args])
-    assert r.returncode == 2
-    assert msg in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert not (tmp_path / "a.png").exists() and not list(tmp_path.glob(".a.png*"))
+]
+
+# The bad inputs run through the real entry point (``handsynth.__main__.run``, as the installed
+# command runs) in one process, one call each, so that 13 cases cost one interpreter start.
+_RUN_ALL = """
+import contextlib, io, json, sys
+from handsynth.__main__ import run
+out = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            rc = run(argv)
+        except SystemExit as e:   # argparse's usage errors
+            rc = e.code
+    out.append([rc, err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_cli_runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "bad.json").write_text("{nope")
+    (d / "short.json").write_text('{"text": "hi", "strokes": [[[0, 0], [1, 1]]]}')
+    argvs = [["write", *[x.format(d=d) for x in args]] for args, _ in BAD_CLI]
+    r = subprocess.run([sys.executable, "-c", _RUN_ALL, json.dumps(argvs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return d, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", range(len(BAD_CLI)), ids=[m for _, m in BAD_CLI])
+def test_cli_bad_input(bad_cli_runs, case):
+    d, runs = bad_cli_runs
+    rc, err = runs[case]
+    msg = BAD_CLI[case][1]
+    assert rc == 2
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (d / "a.png").exists() and not list(d.glob(".a.png*"))
 
 
 def test_cli_models_and_model_by_name(tmp_path):
