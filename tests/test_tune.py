@@ -112,12 +112,17 @@ def test_ctrl_c_keeps_the_best_step(tmp_path):
     out = tmp_path / "me.pt"
     p = subprocess.Popen([sys.executable, "-m", "handsynth", "tune", "--samples", str(samples), "--out", str(out),
                           "--steps", "5000", "--rank", "2", "--patience", "0"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen, deadline = "", time.monotonic() + 300
-    while not re.search(r"\b([5-9]|\d\d+)/5000", seen) and time.monotonic() < deadline:
-        seen += os.read(p.stderr.fileno(), 4096).decode(errors="replace")   # the bar past the step-5 evaluation
-    p.send_signal(signal.SIGINT)
-    rest_out, rest_err = p.communicate(timeout=120)
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                         # a shell's background job starts with SIGINT ignored, and Python keeps that: undo it
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen, deadline = "", time.monotonic() + 300
+        while not re.search(r"\b([5-9]|\d\d+)/5000", seen) and time.monotonic() < deadline:
+            seen += os.read(p.stderr.fileno(), 4096).decode(errors="replace")   # the bar past the step-5 evaluation
+        p.send_signal(signal.SIGINT)
+        rest_out, rest_err = p.communicate(timeout=120)
+    finally:
+        p.kill()
     assert p.returncode == 0, seen + rest_err
     ck = torch.load(out, weights_only=True)
     assert ck["stopped"].startswith("interrupted") and len(ck["history"]) >= 2, ck["history"]
