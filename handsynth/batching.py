@@ -19,11 +19,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .hardware import configure_threads
 from .models import SynthesisModel
-from .sampling import CANDIDATES, Group, Line, Primer, SamplingOptions, checked_groups, same_but_style
+from .sampling import CANDIDATES, Group, Line, Primer, SamplingOptions, checked_groups, same_but_style, same_primer
 
 MAX_LINES = 64             # lines in one shared batch (each starts with CANDIDATES rows)
 MAX_CELLS = 24_000_000     # rows x pen steps x text positions the batch records (float32: 96 MB)
@@ -44,12 +42,6 @@ def _cells(groups: list[Group], steps_per_char: float) -> int:
     cap = max(int(40 + steps_per_char * n) for n, _ in texts)
     width = max(n + p for n, p in texts) + 1
     return CANDIDATES * len(texts) * cap * width
-
-
-def _same_primer(a: Primer | None, b: Primer | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a is b or (a.text == b.text and np.array_equal(a.offsets, b.offsets))
 
 
 class Batcher:
@@ -113,7 +105,7 @@ class Batcher:
             g = item.group
             fits = (lines + len(g.texts) <= self.max_lines
                     and same_but_style(g.options, first.group.options)
-                    and (mixes or _same_primer(g.primer, first.group.primer))
+                    and (mixes or same_primer(g.primer, first.group.primer))
                     and _cells([w.group for w in taken] + [g], spc) <= self.max_cells)
             if fits:
                 taken.append(item)

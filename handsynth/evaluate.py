@@ -127,11 +127,8 @@ def style_sheet(hw, text: str, path, bias: float = SamplingOptions.bias, seed: i
     styles = [None] + [st for st in builtin_styles() if can_prime(hw, st)]
     text = hw.alphabet.normalize(text)
     opts = SamplingOptions(bias=bias, seed=seed)
-    groups = [Group([text], [0], opts, hw.primer(st)) for st in styles]   # as write samples, every style in one batch
-    if not getattr(hw.model, "mixes_styles", False):
-        got = [checked_groups(hw.model, hw.alphabet, hw.mean, hw.std, [g])[0] for g in groups]
-    else:
-        got = checked_groups(hw.model, hw.alphabet, hw.mean, hw.std, groups)
+    groups = [Group([text], [0], opts, hw.primer(st)) for st in styles]   # as write samples, in one batch
+    got = checked_groups(hw.model, hw.alphabet, hw.mean, hw.std, groups)
     rows = []
     for st, lines in zip(styles, got):
         if isinstance(lines, BaseException):

@@ -123,6 +123,13 @@ def _check_texts(texts: list[str]) -> None:
             raise HandsynthError(f"a line of {len(t)} characters is longer than the limit of {MAX_LINE_CHARS}")
 
 
+def same_primer(a: Primer | None, b: Primer | None) -> bool:
+    """Whether two primers are the same style sample (the same object, or equal text and offsets)."""
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.text == b.text and np.array_equal(a.offsets, b.offsets))
+
+
 def same_but_style(a: SamplingOptions, b: SamplingOptions) -> bool:
     """Whether lines with these options can share a batch: they differ in bias and seed at most."""
     return replace(a, bias=0.0, seed=0) == replace(b, bias=0.0, seed=0)
@@ -154,6 +161,15 @@ def sample_groups(model: SynthesisModel, alphabet: Alphabet, mean, std, groups: 
             results[g] = []
     if not live:
         return results
+    styles = [groups[g].primer for g in live]
+    if not getattr(model, "mixes_styles", False) and any(not same_primer(p, styles[0]) for p in styles):
+        for g in live:   # a family that writes one style per batch: each style's groups apart
+            if results[g] is None:
+                mine = [h for h in live if same_primer(groups[h].primer, groups[g].primer)]
+                for h, r in zip(mine, sample_groups(model, alphabet, mean, std, [groups[h] for h in mine],
+                                                    return_phi, candidates, score, first_candidate, narrow_at)):
+                    results[h] = r
+        return results
     model.eval()
     options = replace(groups[live[0]].options, bf16=use_bf16(groups[live[0]].options.bf16))   # the dtype chosen
     group_of = np.array([g for g in live for _ in groups[g].texts], np.int64)   # each text's group
@@ -180,10 +196,15 @@ def sample_groups(model: SynthesisModel, alphabet: Alphabet, mean, std, groups: 
                 options=options, out_steps=np.zeros((B, cap, 3), np.float32),
                 phi_all=np.zeros((B, cap, U + 1), np.float32),  # the alignment, for trimming and for callers
                 passed=np.zeros(B, bool), zero=((0.0 - np.asarray(mean)) / np.asarray(std)).astype(np.float32))
-    primed = {}   # one standardised array per group's primer: rows of one style share it
+    primed, seen = {}, []   # one standardised array per style: rows of one style share it (primed once)
     for g in live:
         p = groups[g].primer
-        primed[g] = standardize(p.offsets, mean, std) if p is not None and len(p.offsets) else None
+        same = next((h for h in seen if same_primer(groups[h].primer, p)), None)
+        if same is not None:
+            primed[g] = primed[same]
+        else:
+            primed[g] = standardize(p.offsets, mean, std) if p is not None and len(p.offsets) else None
+            seen.append(g)
     step = model.start(tb, [primed[g] for g in group_of])
     out_steps, phi_all, passed = tb.out_steps, tb.phi_all, tb.passed
 

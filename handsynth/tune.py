@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import read, save
 from .errors import HandsynthError
 
 KIND = "handsynth-tuned"
@@ -121,7 +122,7 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
         raise HandsynthError(f"tuning is built for the LSTM family, not {hw.model.arch!r}")
     if len(texts) < 2:
         raise HandsynthError("tuning needs at least 2 lines (one is held out to stop at the best step)")
-    if hw.name is None and is_tuned(checkpoint_read(hw.path)):
+    if hw.name is None and is_tuned(read(hw.path)):
         raise HandsynthError(f"{hw.path} is itself a tuned model: tune from the model it was tuned from")
     for t in texts:
         hw.alphabet.normalize(t, skip_unknown=False)   # a character the model cannot write: said now
@@ -213,8 +214,6 @@ def expand(stored) -> torch.Tensor:
 
 def save_tuned(tuned: Tuned, path) -> dict:
     """Write the tuned file; returns what it holds (sizes)."""
-    from .checkpoint import save
-
     stored = {k: low_rank(v, tuned.config.rank) for k, v in tuned.delta.items()}
     doc = {"kind": KIND, "format": FORMAT, "model": {}, "base": tuned.base, "config": asdict(tuned.config),
            "history": tuned.history, "best_step": tuned.best_step, "lines": tuned.lines,
@@ -226,11 +225,6 @@ def save_tuned(tuned: Tuned, path) -> dict:
             doc["model"][k] = v
     save(doc, path)
     return {"bytes": Path(path).stat().st_size, "numbers": sum(t.numel() for t in doc["model"].values())}
-
-
-def checkpoint_read(path) -> dict:
-    from .checkpoint import read
-    return read(path)
 
 
 def is_tuned(ck: dict) -> bool:
@@ -249,7 +243,7 @@ def apply_tuned(ck: dict, path, load_model, shipped):
         source = name
     elif isinstance(base.get("path"), str) and Path(base["path"]).is_file():   # a model of the user's own
         source = Path(base["path"])
-        if is_tuned(checkpoint_read(source)):
+        if is_tuned(read(source)):
             raise HandsynthError(f"{path}: tuned from another tuned model; tune from a trained model instead")
     else:
         raise HandsynthError(f"{path}: tuned from {base.get('file') or 'a model'}, which is neither a shipped model "

@@ -147,3 +147,17 @@ def test_the_server_batches_concurrent_requests(hw):
         for k in (0, 5):   # each answer is that request's own writing
             alone = hw.write(texts[k], seed=k)
             assert got[k].text.count("<path") == len(alone.strokes)
+
+
+def test_groups_of_several_styles_are_sampled_apart_for_a_family_that_cannot_mix(hw):
+    from handsynth.models.transformer import Model
+    from handsynth.strokes import standardize
+    a, b = hw.primer("s03"), hw.primer("s05")
+    cfg = Model.fit(Model.Config.preset("tiny", hw.alphabet.size), [standardize(p.offsets, hw.mean, hw.std) for p in (a, b)])
+    tiny = Model(cfg)
+    opts = SamplingOptions(steps_per_char=4.0, bf16=False)
+    got = sample_groups(tiny, hw.alphabet, hw.mean, hw.std, [Group(["hi"], [0], opts, a), Group(["ok"], [1], opts, b),
+                                                              Group(["yo"], [2], opts, a)])
+    assert [[line.text for line in g] for g in got] == [["hi"], ["ok"], ["yo"]]
+    with pytest.raises(HandsynthError, match="one style per batch"):   # the family itself refuses a mixed batch
+        tiny.start(None, [a.offsets, b.offsets])
