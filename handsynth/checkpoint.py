@@ -220,6 +220,29 @@ def read(path, what: str = "handsynth model") -> dict:
     return ck
 
 
+def read_bytes(data: bytes, what: str = "handsynth model") -> dict:
+    """``read`` for a file's contents in memory (a tuned file a browser sends back): a whole zip
+    archive of plain tensors and containers, or a clear ``HandsynthError``."""
+    import io
+    import zipfile
+
+    import torch
+
+    try:
+        if not data.startswith(b"PK"):
+            raise ValueError
+        z = zipfile.ZipFile(io.BytesIO(data))
+        # torch.save stores its members uncompressed: more than that is a zip bomb, refused unread
+        if sum(i.file_size for i in z.infolist()) > 2 * len(data) + (64 << 10) or z.testzip() is not None:
+            raise ValueError
+        ck = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:
+        raise HandsynthError(f"not a readable {what} file (damaged or cut short?)") from None
+    if not isinstance(ck, dict) or "model" not in ck:
+        raise HandsynthError(f"not a {what} file")
+    return ck
+
+
 def read_training(path, alphabet: str, config: dict, what: str = "handsynth") -> dict:
     """A training checkpoint to resume from, checked against this run's alphabet and network
     config; a clear ``HandsynthError`` otherwise."""

@@ -393,7 +393,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/train", help="folder for checkpoints, samples and plots")
     _run_args(t, TC, "validation NLL, sample picture")
     t.add_argument("--arch", choices=families(), default=DEFAULT_ARCH, help=f"the model family (default {DEFAULT_ARCH})")
-    t.add_argument("--config", choices=["full", "small", "tiny"], default="full", help="the family's size preset")
+    t.add_argument("--config", choices=["full", "cpu", "small", "tiny"], default="full",
+                   help="the family's size preset (cpu: the transformer's size for training on a CPU)")
     t.add_argument("--batch-size", type=int, default=TC.batch_size)
     t.add_argument("--attention-warmup", type=int, default=TC.attention_warmup,
                    help=f"steps of guided attention (default {TC.attention_warmup}: off)")

@@ -97,10 +97,11 @@ def _chosen(model, parts: str) -> list[str]:
     return [n for n in names if n.startswith(("upper.", "head."))]
 
 
-def tune(hw, samples: list, config: TuneConfig = TuneConfig(), progress=None) -> Tuned:
+def tune(hw, samples: list, config: TuneConfig = TuneConfig(), progress=None, stop=None) -> Tuned:
     """Adapt ``hw`` (a ``Handwriter``, left unchanged) to ``samples`` (``data.samples.Sample``,
     at least two lines: the last is held out). ``progress(step, max_steps, held_out_nll)`` is
-    called after each evaluation. Returns the change at the best evaluation."""
+    called after each evaluation; ``stop()``, asked after every step, ends the run as Ctrl-C
+    does when it returns True. Returns the change at the best evaluation."""
     from .data.corpus import samples_corpus
 
     corpus = samples_corpus(samples)
@@ -108,10 +109,11 @@ def tune(hw, samples: list, config: TuneConfig = TuneConfig(), progress=None) ->
         raise HandsynthError(f"tuning needs at least 2 usable sample lines (one is held out to stop at the best "
                              f"step); got {len(corpus.texts)} of {len(samples)}"
                              + (f" (dropped: {dict(corpus.dropped)})" if corpus.dropped else ""))
-    return tune_lines(hw, corpus.offsets, corpus.texts, config, progress)
+    return tune_lines(hw, corpus.offsets, corpus.texts, config, progress, stop)
 
 
-def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig(), progress=None) -> Tuned:
+def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig(), progress=None,
+               stop=None) -> Tuned:
     """``tune`` for lines already normalised as the corpus's (``offsets`` (N, 3) each, and their
     texts); the last line is held out."""
     from .data.corpus import make_batch
@@ -184,6 +186,9 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
             if time.monotonic() - started > 60 * config.max_minutes:
                 stopped = f"the time limit of {config.max_minutes:g} minutes"
                 break
+            if stop is not None and stop():
+                stopped = "stopped (the best step so far is kept)"
+                break
     except KeyboardInterrupt:
         stopped = "interrupted (the best step so far is kept)"
         if all(s != kept[1] for s, _ in history):   # interrupted between keeping a state and recording it
@@ -212,8 +217,8 @@ def expand(stored) -> torch.Tensor:
     return stored.float()
 
 
-def save_tuned(tuned: Tuned, path) -> dict:
-    """Write the tuned file; returns what it holds (sizes)."""
+def tuned_document(tuned: Tuned) -> dict:
+    """What a tuned file holds (``save_tuned`` writes it, ``tuned_bytes`` serialises it)."""
     stored = {k: low_rank(v, tuned.config.rank) for k, v in tuned.delta.items()}
     doc = {"kind": KIND, "format": FORMAT, "model": {}, "base": tuned.base, "config": asdict(tuned.config),
            "history": tuned.history, "best_step": tuned.best_step, "lines": tuned.lines,
@@ -223,8 +228,23 @@ def save_tuned(tuned: Tuned, path) -> dict:
             doc["model"][k + ".u"], doc["model"][k + ".v"] = v
         else:
             doc["model"][k] = v
+    return doc
+
+
+def save_tuned(tuned: Tuned, path) -> dict:
+    """Write the tuned file; returns what it holds (sizes)."""
+    doc = tuned_document(tuned)
     save(doc, path)
     return {"bytes": Path(path).stat().st_size, "numbers": sum(t.numel() for t in doc["model"].values())}
+
+
+def tuned_bytes(tuned: Tuned) -> bytes:
+    """The tuned file's contents, as ``save_tuned`` would write them (the server sends these)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(tuned_document(tuned), buf)
+    return buf.getvalue()
 
 
 def is_tuned(ck: dict) -> bool:
@@ -252,32 +272,58 @@ def apply_tuned(ck: dict, path, load_model, shipped):
     if file_sha256(hw.path) != base.get("sha256"):
         raise HandsynthError(f"{path}: tuned from another version of {base.get('file') or name!r}; "
                              f"tune again with this one")
-    params = dict(hw.model.named_parameters())
+    add_change(hw.model, ck, path)
+    hw.path, hw.name = Path(path), None
+    return hw
+
+
+def with_change(hw, ck: dict, label: str, base_sha256: str):
+    """A copy of ``hw`` (a loaded base model whose file has SHA-256 ``base_sha256``) with the
+    tuned file ``ck``'s change added, as the server applies a tuned file a browser sends back;
+    ``hw`` is left as it is."""
+    base = ck.get("base") if isinstance(ck.get("base"), dict) else {}
+    if ck.get("format") != FORMAT or not isinstance(ck.get("model"), dict):
+        raise HandsynthError(f"{label}: not a tuned model file this version of handsynth can read")
+    if base.get("sha256") != base_sha256:
+        raise HandsynthError(f"{label}: tuned from another model ({base.get('file') or 'unknown'}) than this one; "
+                             f"learn the hand again")
+    out = copy.copy(hw)
+    out.model = copy.deepcopy(hw.model)
+    add_change(out.model, ck, label)
+    out.batcher = None
+    return out
+
+
+def add_change(model, ck: dict, label) -> None:
+    """Add a tuned file's change (``ck["model"]``: whole changes and NAME.u / NAME.v factors) to
+    ``model``'s weights in place, each checked to fit first (nothing is added if one does not)."""
+    params = dict(model.named_parameters())
     stored = ck["model"]
     changes = {}
     for key, v in stored.items():
         if not isinstance(v, torch.Tensor):
-            raise HandsynthError(f"{path}: not a usable tuned model file ({key} is not a tensor)")
+            raise HandsynthError(f"{label}: not a usable tuned model file ({key} is not a tensor)")
         if key.endswith(".v"):
             continue
         if key.endswith(".u"):
             k = key[:-2]
             if k + ".v" not in stored:
-                raise HandsynthError(f"{path}: not a usable tuned model file ({k} has half its factors)")
+                raise HandsynthError(f"{label}: not a usable tuned model file ({k} has half its factors)")
             changes[k] = (v, stored[k + ".v"])
         else:
             changes[key] = v
+    expanded = {}
+    for k, v in changes.items():
+        if k not in params:
+            raise HandsynthError(f"{label}: not a usable tuned model file (no weight {k!r} in the base model)")
+        try:
+            d = expand(v)
+        except RuntimeError:
+            d = None
+        if d is None or d.shape != params[k].shape or not torch.isfinite(d).all():
+            raise HandsynthError(f"{label}: not a usable tuned model file (the change to {k} does not fit)")
+        expanded[k] = d
     with torch.no_grad():
-        for k, v in changes.items():
-            if k not in params:
-                raise HandsynthError(f"{path}: not a usable tuned model file (no weight {k!r} in the base model)")
-            try:
-                d = expand(v)
-            except RuntimeError:
-                d = None
-            if d is None or d.shape != params[k].shape or not torch.isfinite(d).all():
-                raise HandsynthError(f"{path}: not a usable tuned model file (the change to {k} does not fit)")
-            params[k].add_(d)
-    hw.model.eval()
-    hw.path, hw.name = Path(path), None
-    return hw
+        for k, d in expanded.items():
+            params[k].add_(d.to(params[k].dtype))
+    model.eval()

@@ -416,6 +416,20 @@ API_CASES = [
 _S = json.dumps(_sample())
 
 
+def _zip_bomb() -> str:
+    """Base64 of a small zip whose one member unpacks to 200 MB (as a "tuned" file)."""
+    import base64
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("archive/data.pkl", "w") as f:
+            block = bytes(1 << 20)
+            for _ in range(200):
+                f.write(block)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def _http_sample(literal: str) -> str:
     return _sample_text(literal)
 
@@ -477,6 +491,15 @@ HTTP_CASES = [
     ("write text/plain", "/v1/write", '{"text": "hi"}', "text/plain", "JSON"),
     ("write body a list", "/v1/write", "[1, 2]", "application/json", ""),
     ("write unknown field", "/v1/write", json.dumps({"text": "hi", "wobble": 1}), "application/json", "unknown field"),
+    ("tune samples a number", "/v1/tune", '{"samples": 5}', "application/json", "samples"),
+    ("tune 11 samples", "/v1/tune", json.dumps({"samples": [_sample()] * 11}), "application/json", "3 to 10"),
+    ("tune nested 100,000 deep", "/v1/tune", '{"samples": ' + "[" * 100_000 + "]" * 100_000 + "}", "application/json", ""),
+    ("tune coordinate NaN", "/v1/tune", '{"samples": [' + ",".join([_http_sample("NaN")] * 3) + "]}", "application/json", ""),
+    ("tune huge body", "/v1/tune", '{"samples": "' + "a" * (3 * 2**20) + '"}', "application/json", "larger than"),
+    ("write tuned too long", "/v1/write", json.dumps({"text": "hi", "tuned": "A" * 900_000}), "application/json", "tuned"),
+    ("write tuned not base64", "/v1/write", json.dumps({"text": "hi", "tuned": "%%%%"}), "application/json", "base64"),
+    ("write tuned zip bomb", "/v1/write", json.dumps({"text": "hi", "tuned": _zip_bomb()}), "application/json",
+     "not a readable"),
     ("check text number", "/v1/samples/check", json.dumps({**_sample(), "text": 5}), "application/json", "text"),
     ("check strokes empty", "/v1/samples/check", json.dumps({**_sample(), "strokes": []}), "application/json", ""),
     ("check empty stroke", "/v1/samples/check", json.dumps({**_sample(), "strokes": [[]] * 3}), "application/json", ""),
@@ -485,7 +508,8 @@ HTTP_CASES = [
     ("check point of four numbers", "/v1/samples/check", json.dumps({**_sample(), "strokes": [[[1.0, 2, 3, 4]] * 40]}),
      "application/json", ""),
 ]
-GET_CASES = [("preview NUL", "/v1/styles/%00/preview.png"), ("preview traversal", "/v1/styles/..%2f..%2fetc/preview.png"),
+GET_CASES = [("tune job NUL", "/v1/tune/%00"), ("tune job traversal", "/v1/tune/..%2f..%2fetc/model"),
+             ("tune job long", "/v1/tune/" + "x" * 5000), ("preview NUL", "/v1/styles/%00/preview.png"), ("preview traversal", "/v1/styles/..%2f..%2fetc/preview.png"),
              ("no such route", "/v1/" + "x" * 5000)]
 
 
@@ -628,7 +652,8 @@ def _runner(report_path: str, work: str) -> None:
     from live_server import LiveServer
 
     from handsynth.server import create_app
-    from handsynth.server.app import MAX_BODY_BYTES
+    from handsynth.server.app import MAX_BODY_BYTES, MAX_TUNE_BODY_BYTES, MAX_WRITE_BODY_BYTES
+    limit = {"/v1/write": MAX_WRITE_BODY_BYTES, "/v1/tune": MAX_TUNE_BODY_BYTES}
     with LiveServer(create_app(hw, max_concurrent=2, queue_size=4, timeout_s=60, warm_previews=False)) as server:
         cases = [(n, "POST", route, body, ctype) for n, route, body, ctype, _ in HTTP_CASES]
         cases += [(n, "GET", route, b"", "") for n, route in GET_CASES]
@@ -637,7 +662,7 @@ def _runner(report_path: str, work: str) -> None:
             start = time.monotonic()
             body = body if isinstance(body, bytes) else body.encode("utf-8")
             try:
-                if len(body) > MAX_BODY_BYTES:
+                if len(body) > limit.get(route, MAX_BODY_BYTES):
                     status, rtype, text = _post_oversized(server.url, route, body, ctype)
                 else:   # a client per case: one case's broken connection is not the next one's
                     with httpx.Client(base_url=server.url, timeout=60) as client:

@@ -17,7 +17,7 @@ from PIL import Image
 import handsynth
 from handsynth.server import create_app
 from live_server import LiveServer
-from handsynth.server.app import MAX_BODY_BYTES, MAX_SAMPLE_POINTS, MAX_REQUEST_CHARS
+from handsynth.server.app import MAX_BODY_BYTES, MAX_REQUEST_CHARS, MAX_SAMPLE_POINTS, MAX_WRITE_BODY_BYTES
 
 
 def style_sample(text: str = "hello there", n_strokes: int = 6, per_stroke: int = 24) -> dict:
@@ -264,10 +264,13 @@ def test_bad_bodies(client, server):
 
 
 def test_body_size_limit(server):
-    big = b'{"text": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    big = b'{"text": "' + b"a" * MAX_WRITE_BODY_BYTES + b'"}'   # (a write may carry a tuned file)
     with httpx.Client(base_url=server.url, timeout=30) as c:
         assert_error(c.post("/v1/write", content=big, headers={"content-type": "application/json"}),
-                     413, "larger than the limit")
+                     413, f"larger than the limit of {MAX_WRITE_BODY_BYTES // 1024} KiB")
+        sample = b'{"text": "' + b"a" * MAX_BODY_BYTES + b'"}'     # every other path: the general limit
+        assert_error(c.post("/v1/samples/check", content=sample, headers={"content-type": "application/json"}),
+                     413, f"larger than the limit of {MAX_BODY_BYTES // 1024} KiB")
     with httpx.Client(base_url=server.url, timeout=30) as c:  # chunked: no Content-Length
         chunks = iter([big[i:i + 65536] for i in range(0, len(big), 65536)])
         assert_error(c.post("/v1/write", content=chunks, headers={"content-type": "application/json"}), 413)

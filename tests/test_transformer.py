@@ -118,3 +118,17 @@ def test_a_tiny_transformer_trains_through_the_shared_loop_and_writes(tiny_iam, 
     assert hw.arch == "transformer" and hw.model.tokenizer is not None   # the bins travel in the file
     drawing = hw.write("the cat", seed=1)
     assert drawing.strokes and len(drawing.lines) == 1
+
+
+def test_the_cpu_preset_and_unknown_presets():
+    from handsynth.errors import HandsynthError
+    from handsynth.models.graves.network import GravesConfig
+    cfg = Transformer.fit(TransformerConfig.preset("cpu", ALPHABET.size), _lines())
+    model = Transformer(cfg)
+    assert model.vocab == 64 * 32 * 2 and model.head.out_features == model.vocab + 1
+    assert (cfg.d_model, cfg.layers) == (256, 4)
+    for family in (TransformerConfig, GravesConfig):   # a preset one family lacks: one clear line
+        with pytest.raises(HandsynthError, match="unknown .* preset 'huge'"):
+            family.preset("huge", ALPHABET.size)
+    with pytest.raises(HandsynthError, match="graves preset 'cpu'"):
+        GravesConfig.preset("cpu", ALPHABET.size)

@@ -128,3 +128,131 @@ def test_ctrl_c_keeps_the_best_step(tmp_path):
     assert ck["stopped"].startswith("interrupted") and len(ck["history"]) >= 2, ck["history"]
     assert ck["best_step"] == min(ck["history"], key=lambda h: h[1])[0]   # the best evaluation is what was kept
     assert handsynth.load_model(out).name is None
+
+
+# ---- learning a hand over HTTP (POST /v1/tune, the web page's "learn my hand") -----------------
+
+def _sample_docs(n=3):
+    return [{"text": s.text, "y_axis": "up", "strokes": [np.asarray(p).round(3).tolist() for p in s.strokes]}
+            for s in builtin_styles()[:n]]
+
+
+def _wait_done(client, url, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = client.get(url).json()
+        if st["state"] not in ("queued", "running"):
+            return st
+        time.sleep(0.2)
+    raise AssertionError(f"the tuning job did not finish: {st}")
+
+
+@pytest.fixture(scope="module")
+def tune_server(hw):
+    from live_server import LiveServer
+
+    from handsynth.server import create_app
+    with LiveServer(create_app(hw, warm_previews=False, tune_steps=6, tune_minutes=2)) as s:
+        yield s
+
+
+def test_a_hand_learnt_over_http_is_the_file_the_library_writes_with(tune_server, tmp_path):
+    import base64
+    import io
+
+    import httpx
+    from PIL import Image
+
+    with httpx.Client(base_url=tune_server.url, timeout=120) as c:
+        r = c.post("/v1/tune", json={"samples": _sample_docs()})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["max_steps"] == 6 and job["status_url"] == f"/v1/tune/{job['id']}"
+        st = _wait_done(c, job["status_url"])
+        assert st["state"] == "done", st
+        assert st["step"] == 6 and [s for s, _ in st["held_out_nll"]][:2] == [0, 5]
+        assert min(h for _, h in st["held_out_nll"]) < st["held_out_nll"][0][1]   # the held-out line improved
+        r = c.get(st["model_url"])
+        assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+        data = r.content
+        assert 100_000 < len(data) == st["bytes"] < 640 * 1024
+        assert c.get(st["model_url"]).status_code == 404          # fetched once, then forgotten
+        assert c.get(job["status_url"]).status_code == 404
+
+        style = _sample_docs(1)[0]
+        body = {"text": "tuned hello", "seed": 3, "style_sample": style, "format": "png"}
+        plain = c.post("/v1/write", json=body)
+        tuned = c.post("/v1/write", json={**body, "tuned": base64.b64encode(data).decode()})
+        assert plain.status_code == tuned.status_code == 200, tuned.text
+    (tmp_path / "me.pt").write_bytes(data)
+    mine = handsynth.load_model(tmp_path / "me.pt")          # the same file through the library
+    from handsynth.styles import style_from_json
+    lib = mine.write("tuned hello", style=style_from_json(style), seed=3).to_png()
+    px = lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("L"), np.int16)   # noqa: E731
+    assert px(tuned.content).shape == px(lib).shape and np.abs(px(tuned.content) - px(lib)).max() <= 1
+    a, b = px(plain.content), px(tuned.content)
+    assert a.shape != b.shape or np.abs(a - b).mean() > 1     # the tuned model writes differently
+
+
+def test_one_hand_at_a_time_and_a_job_can_be_stopped(hw):
+    import httpx
+    from live_server import LiveServer
+
+    from handsynth.server import create_app
+    with LiveServer(create_app(hw, warm_previews=False, tune_steps=100_000, tune_minutes=2)) as s, \
+            httpx.Client(base_url=s.url, timeout=60) as c:
+        first = c.post("/v1/tune", json={"samples": _sample_docs()}).json()
+        second = c.post("/v1/tune", json={"samples": _sample_docs()})
+        assert second.status_code == 503 and "another hand" in second.json()["error"]
+        assert 1 <= int(second.headers["Retry-After"]) <= 121
+        assert c.get("/healthz").json()["tuning"]["running"] is True
+        while c.get(first["status_url"]).json()["step"] < 5:
+            time.sleep(0.2)
+        r = c.delete(first["status_url"])
+        assert r.status_code == 200 and r.json()["state"] == "cancelled"
+        assert c.get(first["status_url"]).status_code == 404
+        deadline = time.monotonic() + 30
+        while c.get("/healthz").json()["tuning"]["running"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert c.get("/healthz").json()["tuning"] == {"running": False, "finished": 1}
+
+
+def test_bad_tuning_requests_and_bad_tuned_files_get_one_clear_line(tune_server, tmp_path):
+    import base64
+
+    import httpx
+
+    from handsynth.checkpoint import read
+    docs = _sample_docs()
+    with httpx.Client(base_url=tune_server.url, timeout=60) as c:
+        def error(r, status, words):
+            assert r.status_code == status, r.text
+            msg = r.json()["error"]
+            assert words in msg and "\n" not in msg, msg
+
+        error(c.post("/v1/tune", json={"samples": docs[:2]}), 400, "3 to 10 sentences")
+        error(c.post("/v1/tune", json={"samples": [{**docs[0], "text": "price $5 each"}] + docs[1:]}), 400, "sentence 1")
+        error(c.post("/v1/tune", json={"samples": [{**docs[0], "strokes": [[[0, 0]]]}] + docs[1:]}), 400, "sentence 1")
+        error(c.post("/v1/tune", json={"samples": docs, "steps": 5}), 400, "unknown field")
+        error(c.get("/v1/tune/nope"), 404, "no such tuning job")
+        error(c.get("/v1/tune/nope/model"), 404, "no such tuning job")
+        error(c.delete("/v1/tune/nope"), 404, "no such tuning job")
+        error(c.post("/v1/tune", content=b'{"samples": [' + b" " * (3 << 20) + b"]}",
+                     headers={"content-type": "application/json"}), 413, "larger than the limit")
+
+        body = {"text": "hello", "format": "png"}
+        error(c.post("/v1/write", json={**body, "tuned": "not base64!"}), 400, "not base64")
+        error(c.post("/v1/write", json={**body, "tuned": base64.b64encode(b"PK\x03\x04 cut short").decode()}),
+              400, "not a readable tuned model")
+        shipped = handsynth.load_model().path.read_bytes()[:400_000]
+        error(c.post("/v1/write", json={**body, "tuned": base64.b64encode(shipped).decode()}), 400, "tuned")
+        # a tuned file of another base model
+        from handsynth.data.samples import load_samples
+        t = tune(handsynth.load_model(), load_samples(_samples_file(tmp_path / "me.json")),
+                 TuneConfig(max_steps=2, eval_every=1, patience=0))
+        t.base["sha256"] = "0" * 64
+        save_tuned(t, tmp_path / "other.pt")
+        assert read(tmp_path / "other.pt")["base"]["sha256"] == "0" * 64
+        error(c.post("/v1/write", json={**body, "tuned": base64.b64encode((tmp_path / "other.pt").read_bytes()).decode()}),
+              400, "another model")
+        assert c.get("/healthz").status_code == 200

@@ -40,7 +40,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 
 @pytest.fixture(scope="module")
 def server():
-    with LiveServer(create_app(handsynth.load_model(), max_concurrent=2, queue_size=4, timeout_s=60)) as s:
+    with LiveServer(create_app(handsynth.load_model(), max_concurrent=2, queue_size=4, timeout_s=60,
+                               tune_steps=6)) as s:
         yield s
 
 
@@ -507,6 +508,81 @@ def test_phone_layout(open_page, tmp_path):
     assert max(xs) - min(xs) > pad["width"] * 1.4                 # ... as long as the two
     assert xs.index(max(xs)) > len(xs) * 0.8                      # the second line goes on after the first
     assert_no_sideways_scroll(pg)
+
+
+@pytest.mark.parametrize("where", ["desktop", "phone"])
+def test_learn_my_hand(open_page, server, tmp_path, where):
+    """Several sentences written on the pad with the mouse, the set's progress, "learn my hand"
+    run on the server with its progress, the tuned file kept in the browser and sent with each
+    write in "My hand"; it survives a reload and can be forgotten."""
+    import base64
+    import json as json_
+
+    pg = open_page(**(DESKTOP if where == "desktop" else PHONE))
+    shots = shots_dir(tmp_path)
+    prompts = json_.loads(urllib.request.urlopen(server.url + "/v1/info").read())["tune_prompts"]
+    assert pg.input_value("#prompt") == prompts[0]
+    assert pg.locator("#set-count").text_content().startswith(f"0 of {len(prompts)} sentences")
+    assert pg.locator("#learn-hand").is_disabled()
+    pg.click("#add-sentence")                                     # an empty pad is refused
+    assert "empty" in pg.locator("#learn-msg").text_content()
+    for i in range(3):
+        pg.locator("#prompt").scroll_into_view_if_needed()
+        assert_in_view(pg, "#prompt")
+        prompt = pg.evaluate("() => { const p = document.getElementById('prompt'); "
+                             "return [p.scrollHeight, p.clientHeight, p.value]; }")
+        assert prompt[0] <= prompt[1] + 1 and prompt[2] == prompts[i]   # the sentence shown whole
+        draw_sample(pg)
+        assert pg.locator("#pad").bounding_box()["height"] >= 180
+        pg.locator("#add-sentence").scroll_into_view_if_needed()
+        pg.click("#add-sentence")
+        pg.wait_for_function(f"() => document.querySelectorAll('#set-list li.done').length === {i + 1}", timeout=15000)
+        assert f"Sentence {i + 1} kept" in pg.locator("#learn-msg").text_content()
+        assert pg.locator("#pad-count").text_content() == ""          # the pad is cleared for the next one
+        assert pg.locator("#learn-hand").is_disabled() == (i < 2)
+    stored = pg.evaluate("() => JSON.parse(localStorage.getItem('handsynth.set'))")
+    assert [x["text"] for x in stored] == prompts[:3] and all(len(x["strokes"]) == 7 for x in stored)
+    assert pg.evaluate("() => JSON.parse(localStorage.getItem('handsynth.sample')).text") == prompts[0]
+    assert pg.input_value("#prompt") == prompts[3]
+    assert_no_sideways_scroll(pg)
+    pg.screenshot(path=str(shots / f"{where}-learn-set.png"))
+
+    pg.click("#learn-hand")
+    pg.wait_for_selector("#learn-progress:not([hidden])", timeout=10000)
+    assert pg.locator("#stop-learning").is_visible() and pg.locator("#learn-hand").is_disabled()
+    pg.wait_for_function("() => /step \\d+ of 6/.test(document.getElementById('learn-msg').textContent) || "
+                         "/Learnt/.test(document.getElementById('learn-msg').textContent)", timeout=60000)
+    pg.screenshot(path=str(shots / f"{where}-learning.png"))
+    pg.wait_for_function("() => /Learnt from 3 sentences/.test(document.getElementById('learn-msg').textContent)",
+                         timeout=180000)
+    assert "good" in pg.get_attribute("#learn-msg", "class")
+    tuned = pg.evaluate("() => JSON.parse(localStorage.getItem('handsynth.tuned'))")
+    data = base64.b64decode(tuned["model"])
+    assert tuned["sentences"] == 3 and data[:2] == b"PK" and 100_000 < len(data) < 640 * 1024
+    assert pg.locator("#style-custom input").is_checked()
+    assert "learnt from 3 sentences" in pg.locator("#style-custom").text_content()
+
+    # writing in "My hand" sends the tuned file (and the first sentence as the primer)
+    pg.locator("#text").scroll_into_view_if_needed()
+    pg.fill("#text", "hello")
+    pg.uncheck("#animate")
+    with pg.expect_request(lambda r: r.url.endswith("/v1/write") and r.method == "POST") as sent:
+        pg.click("#generate")
+    body = json_.loads(sent.value.post_data)
+    assert body["tuned"] == tuned["model"] and body["style_sample"]["text"] == prompts[0]
+    wait_for_result(pg)
+    assert_screenshot_shows_result(pg, shots / f"{where}-learnt-hand.png", scale=pg.evaluate("devicePixelRatio"))
+
+    # the set and the hand survive a reload; they can be forgotten
+    pg.reload()
+    pg.wait_for_selector("body[data-ready='1']")
+    assert pg.locator("#set-list li.done").count() == 3
+    assert "learnt from 3" in pg.locator("#style-custom").text_content()
+    pg.locator("#forget-hand").scroll_into_view_if_needed()
+    pg.click("#forget-hand")
+    assert pg.evaluate("() => [localStorage.getItem('handsynth.set'), localStorage.getItem('handsynth.tuned')]") == [None, None]
+    assert pg.locator("#set-list li.done").count() == 0 and pg.locator("#learn-hand").is_disabled()
+    pg.wait_for_function("() => !/learnt/.test(document.getElementById('style-custom').textContent)")
 
 
 def test_docs_offline(browser, server, tmp_path):

@@ -50,6 +50,11 @@ from ..styles import MAX_CHARS as SAMPLE_MAX_CHARS
 from ..styles import MIN_CHARS as SAMPLE_MIN_CHARS
 from ..styles import MIN_POINTS as SAMPLE_MIN_POINTS
 from ..styles import Style, builtin_styles, get_style, style_from_json
+from .tuning import MAX_SAMPLES as TUNE_MAX_SAMPLES
+from .tuning import MIN_SAMPLES as TUNE_MIN_SAMPLES
+from .tuning import MINUTES as TUNE_MINUTES
+from .tuning import STEPS as TUNE_STEPS
+from .tuning import Busy, TuneJobs
 
 log = logging.getLogger("handsynth.server")
 
@@ -63,7 +68,11 @@ PAGE_HEADERS = {"Cache-Control": "no-cache",
 # Documented input limits (docs/server.md). The text limit and the three size limits can be
 # changed with create_app(); the value ranges are fixed.
 MAX_REQUEST_CHARS = 1000         # characters of text per request (one write() call allows MAX_WRITE_CHARS)
-MAX_BODY_BYTES = 256 * 1024      # bytes of request body
+MAX_BODY_BYTES = 256 * 1024      # bytes of request body (except the two below)
+MAX_WRITE_BODY_BYTES = 1024 * 1024   # POST /v1/write: it may carry a tuned file (``tuned``)
+MAX_TUNE_BODY_BYTES = 2 * 1024 * 1024   # POST /v1/tune: several sentences of handwriting
+MAX_TUNED_BYTES = 640 * 1024     # a tuned file sent back (rank-16 changes of the shipped model: ~450 KiB)
+TUNED_CACHE = 4                  # tuned models kept ready, by the SHA-256 of their file
 BODY_TIMEOUT_S = 20.0            # seconds for a request's body to arrive after its head
 MAX_SAMPLE_POINTS = 6000         # points in a handwriting sample (style_sample)
 MIN_WIDTH, MAX_WIDTH = 300, 2400  # page width in pixels
@@ -83,6 +92,18 @@ PROMPTS = (
     "Pack my box with five dozen liquor jugs.",
     "How vexingly quick daft zebras jump!",
     "A wizard's job is to vex chumps quickly in fog.",
+)
+# The sentences "learn my hand" asks for, in order: over the set every lowercase letter, every
+# capital and every digit (TUNE_PROMPTS_COVER), in sentences short enough for a phone's pad.
+TUNE_PROMPTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Meet me at 7:30 on Friday, 12 June 2026.",
+    "Call Zoe Quinn on 0845 961 2377 by noon!",
+    "Vera, Kim and Hugo sold 48 jars of jam.",
+    "Ask Uncle Ian if Greg and Rosa can come.",
+    "We LOVE Yorkshire & Wales; Xavier? Never.",
+    "Dr. Black paid 56% more for Pam's lamp.",
+    "Sphinx of black quartz, judge my vow.",
 )
 
 MEDIA = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "gcode": "text/plain; charset=utf-8",
@@ -170,6 +191,23 @@ class WriteRequest(BaseModel):
                               description=f"page width in pixels (default {PageOptions.width}); not with paper")
     page: int = Field(1, ge=1, le=1000, description="which page (PDF and InkML hold all; the others one)")
     skip_unknown: bool = Field(False, description="drop characters the model cannot write instead of refusing")
+    tuned: str | None = Field(None, max_length=(MAX_TUNED_BYTES * 4) // 3 + 4,
+                              description="a model tuned to your hand (POST /v1/tune), as base64 of its file: "
+                                          "writes in that hand (with style_sample, your sentence primes it too)")
+
+
+class TuneRequest(BaseModel):
+    """Sentences of one person's handwriting to learn the hand from (the last is held out)."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    samples: list[StyleSample] = Field(..., description=f"{TUNE_MIN_SAMPLES} to {TUNE_MAX_SAMPLES} sentences")
+
+
+class TuneStarted(BaseModel):
+    id: str
+    status_url: str
+    max_steps: int
+    minutes: float
 
 
 class ErrorBody(BaseModel):
@@ -327,8 +365,9 @@ class BodyLimit:
     no worker); every answer gets ``X-Content-Type-Options: nosniff``. (Plain ASGI, not
     BaseHTTPMiddleware, so that a handler can still notice its client going away.)"""
 
-    def __init__(self, app, max_bytes: int, timeout_s: float = BODY_TIMEOUT_S):
-        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+    def __init__(self, app, max_bytes: int, timeout_s: float = BODY_TIMEOUT_S, paths: dict | None = None):
+        """``paths``: other limits for some paths (``{path: max_bytes}``)."""
+        self.app, self.max_bytes, self.timeout_s, self.paths = app, max_bytes, timeout_s, dict(paths or {})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -347,6 +386,7 @@ class BodyLimit:
     async def _guard(self, scope, receive, send):
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
+        limit = self.paths.get(scope.get("path", ""), self.max_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None:
@@ -354,8 +394,8 @@ class BodyLimit:
                 n = int(length)
             except ValueError:
                 return await _json_error(400, "bad Content-Length header")(scope, receive, send)
-            if n > self.max_bytes:
-                return await self._too_large(scope, receive, send)
+            if n > limit:
+                return await self._too_large(scope, receive, send, limit)
         body = bytearray()
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -367,8 +407,8 @@ class BodyLimit:
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                return await self._too_large(scope, receive, send)
+            if len(body) > limit:
+                return await self._too_large(scope, receive, send, limit)
             if not message.get("more_body", False):
                 break
         replayed = False
@@ -382,8 +422,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope, receive, send):
-        kib = self.max_bytes // 1024
+    async def _too_large(self, scope, receive, send, limit: int):
+        kib = limit // 1024
         await _json_error(413, f"the request body is larger than the limit of {kib} KiB; "
                                f"send a shorter text or a smaller handwriting sample",
                           {"Connection": "close"})(scope, receive, send)
@@ -397,6 +437,7 @@ class _Prepared:
     text: str
     style: Style | None
     req: WriteRequest
+    hw: Handwriter      # the server's model, or a copy with a tuned file's change
     ink: Ink
     page: PageOptions
     output: Output
@@ -484,14 +525,21 @@ def words_header(drawing: Drawing, page: int) -> str:
 def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_CONCURRENT, queue_size: int = QUEUE_SIZE,
                timeout_s: float = 60.0, max_text_chars: int = MAX_REQUEST_CHARS,
                max_body_bytes: int = MAX_BODY_BYTES, max_sample_points: int = MAX_SAMPLE_POINTS,
-               warm_previews: bool = True, body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
+               warm_previews: bool = True, body_timeout_s: float = BODY_TIMEOUT_S,
+               max_write_body_bytes: int = MAX_WRITE_BODY_BYTES, max_tune_body_bytes: int = MAX_TUNE_BODY_BYTES,
+               tune_minutes: float = TUNE_MINUTES, tune_steps: int = TUNE_STEPS) -> FastAPI:
     """The ASGI app. ``handwriter``: a loaded model (default: ``handsynth.load_model()``), shared
     by every request. ``max_concurrent`` requests are written at once (their lines share sampling
-    batches), ``queue_size`` more wait; ``timeout_s`` is each request's time limit, waiting included."""
+    batches), ``queue_size`` more wait; ``timeout_s`` is each request's time limit, waiting included.
+    ``tune_minutes`` and ``tune_steps`` bound a "learn my hand" job (one at a time)."""
     hw = copy.copy(handwriter if handwriter is not None else load_model())   # (the caller's keeps no batcher)
     batcher = hw.batcher = Batcher(hw.model, hw.alphabet, hw.mean, hw.std)
     pool = WorkerPool(max_concurrent, queue_size)
     cache = DrawingCache(CACHE_SIZE)
+    tunes = TuneJobs(hw, tune_minutes, tune_steps)
+    tuned_writers: OrderedDict = OrderedDict()   # SHA-256 of a tuned file -> its Handwriter
+    tuned_lock = threading.Lock()
+    base_sha = [None]   # the server's model file's SHA-256 (computed when first needed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -512,9 +560,16 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
     )
     app.state.handwriter, app.state.pool, app.state.cache, app.state.batcher = hw, pool, cache, batcher
     app.state.timeout_s = timeout_s
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.state.tunes = tunes
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s,
+                       paths={"/v1/write": max(max_body_bytes, max_write_body_bytes),
+                              "/v1/tune": max(max_body_bytes, max_tune_body_bytes)})
 
     # -- errors: always {"error": message}
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Busy):
+        return _json_error(503, str(exc), {"Retry-After": str(max(1, int(exc.retry_after) + 1))})
 
     @app.exception_handler(HandsynthError)
     async def _user_error(request: Request, exc: HandsynthError):
@@ -546,7 +601,41 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
 
     # -- checks done on the event loop before queueing (cheap, no model)
 
-    def prepare(req: WriteRequest) -> _Prepared:
+    def tuned_writer(data: str) -> tuple[Handwriter, str]:
+        """The handwriter for a tuned file sent back as base64, and the file's SHA-256 (cached)."""
+        import base64
+        import binascii
+
+        from ..checkpoint import read_bytes
+        from ..tune import file_sha256, is_tuned, with_change
+
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise HandsynthError("tuned: not base64 (send the tuned file's bytes as base64)") from None
+        if len(raw) > MAX_TUNED_BYTES:
+            raise HandsynthError(f"tuned: {len(raw) // 1024} KiB is larger than a tuned file "
+                                 f"(at most {MAX_TUNED_BYTES // 1024} KiB)")
+        key = hashlib.sha256(raw).hexdigest()
+        with tuned_lock:
+            if key in tuned_writers:
+                tuned_writers.move_to_end(key)
+                return tuned_writers[key], key
+        ck = read_bytes(raw, "tuned model")
+        if not is_tuned(ck):
+            raise HandsynthError("tuned: not a tuned model file (POST /v1/tune makes one)")
+        if getattr(hw, "path", None) is None:
+            raise HandsynthError("this server's model is not from a file, so it cannot take a tuned file")
+        if base_sha[0] is None:
+            base_sha[0] = file_sha256(hw.path)
+        out = with_change(hw, ck, "tuned", base_sha[0])
+        with tuned_lock:
+            tuned_writers[key] = out
+            while len(tuned_writers) > TUNED_CACHE:
+                tuned_writers.popitem(last=False)
+        return out, key
+
+    def prepare(req: WriteRequest, writer: tuple | None = None) -> _Prepared:
         text = req.text
         if not text.strip():
             raise HandsynthError("empty text: give at least one character to write")
@@ -577,8 +666,9 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                   pen=req.pen, ink_variation=req.ink_variation, seed=req.seed)
         if page.sheet:
             ink = sheet_ink(ink)
-        key = (text, req.skip_unknown, style_key, req.bias, req.seed, page)
-        return _Prepared(key, text, style, req, ink, page, output)
+        w, tuned_key = writer if writer is not None else (hw, None)
+        key = (text, req.skip_unknown, style_key, req.bias, req.seed, page, tuned_key)
+        return _Prepared(key, text, style, req, w, ink, page, output)
 
     # -- the work done in a worker thread
 
@@ -586,7 +676,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
         r = p.req
         drawing = cache.get(p.key)
         if drawing is None:   # job.check at every pen step: a timed-out request stops within one step
-            drawing = hw.write(p.text, style=p.style, bias=r.bias, seed=r.seed, width=r.width, align=r.align,
+            drawing = p.hw.write(p.text, style=p.style, bias=r.bias, seed=r.seed, width=r.width, align=r.align,
                                dpi=r.dpi, skip_unknown=r.skip_unknown, paper=r.paper, landscape=r.landscape,
                                margin_mm=r.margin, line_spacing_mm=r.line_spacing, x_height_mm=r.x_height,
                                ruling=r.ruling, check=job.check)
@@ -595,7 +685,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
             key = p.key + (tuple(sorted(r.redo.items())),)
             redone = cache.get(key)
             if redone is None:
-                redone = hw.redo_words(drawing, r.redo, check=job.check)
+                redone = p.hw.redo_words(drawing, r.redo, check=job.check)
                 cache.put(key, redone)
             drawing = redone
         job.check()
@@ -647,7 +737,8 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
         ``[[number, text, x0, y0, x1, y1], ...]``, their boxes as fractions of the page's width and
         height; send ``redo: {number: seed}`` with the same request to write words again."""
         started = time.monotonic()
-        p = prepare(req)
+        writer = await asyncio.to_thread(tuned_writer, req.tuned) if req.tuned else None
+        p = prepare(req, writer)
         result = await run_job(request, lambda job: produce(p, job), started)
         if isinstance(result, Response):
             return result
@@ -689,23 +780,93 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
         hw.alphabet.normalize(style.text, False)
         return {"ok": True, "text": style.text, "strokes": len(style.strokes), "points": n}
 
+    def writable(sentences) -> list:
+        out = []
+        for s in sentences:
+            try:
+                hw.alphabet.normalize(s, False)
+                out.append(s)
+            except HandsynthError:
+                pass
+        return out
+
+    @app.post("/v1/tune", tags=["your hand"], status_code=202, response_model=TuneStarted, responses={
+        **ERRORS, 503: {"model": ErrorBody, "description": "another hand is being learnt; try again later"}})
+    async def start_tune(req: TuneRequest):
+        """Learn a hand from several sentences of it (the last is held out to stop at the best
+        step): the answer at once is the job; poll ``status_url``, then fetch the tuned file
+        from ``model_url`` and send it back as base64 ``tuned`` with each write. One job at a
+        time, each within the server's time limit; the server keeps the file only until it is
+        fetched."""
+        from ..data.samples import parse_sample
+
+        n = len(req.samples)
+        if not TUNE_MIN_SAMPLES <= n <= TUNE_MAX_SAMPLES:
+            raise HandsynthError(f"send {TUNE_MIN_SAMPLES} to {TUNE_MAX_SAMPLES} sentences of handwriting to learn "
+                                 f"a hand from; got {n}")
+        samples = []
+        for i, sample in enumerate(req.samples, 1):
+            points = _sample_points(sample)
+            if points > max_sample_points:
+                raise HandsynthError(f"sentence {i} has {points} points; the limit is {max_sample_points}")
+            try:
+                style_from_json(sample.model_dump())   # the checks a style sample gets
+                hw.alphabet.normalize(sample.text, False)
+            except HandsynthError as e:
+                raise HandsynthError(f"sentence {i}: {str(e).splitlines()[0]}") from None
+            samples.append(parse_sample(sample.model_dump(), f"sentence {i}"))
+        job = tunes.submit(samples)
+        return {"id": job.id, "status_url": f"/v1/tune/{job.id}", "max_steps": job.max_steps,
+                "minutes": tunes.minutes}
+
+    @app.get("/v1/tune/{job_id}", tags=["your hand"], responses={404: {"model": ErrorBody}})
+    async def tune_status(job_id: str):
+        """A tuning job: ``state`` (queued, running, done, failed, cancelled), its step and the
+        held-out likelihood so far; once done, ``model_url``."""
+        job = tunes.get(job_id)
+        if job is None:
+            return _json_error(404, "no such tuning job (finished jobs are forgotten once fetched, "
+                                    "or after 10 minutes): learn the hand again")
+        return job.status()
+
+    @app.get("/v1/tune/{job_id}/model", tags=["your hand"], response_class=Response, responses={
+        200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+    async def tune_model(job_id: str):
+        """The tuned file, once: the server forgets it when it has been fetched."""
+        job = tunes.get(job_id)
+        if job is None:
+            return _json_error(404, "no such tuning job: learn the hand again")
+        if job.state != "done":
+            return _json_error(409, f"the tuning job is {job.state}" + (f": {job.error}" if job.error else
+                                                                         "; wait until it is done"))
+        tunes.take(job_id)
+        return Response(job.result, media_type="application/octet-stream",
+                        headers={"Content-Disposition": 'attachment; filename="my-hand.pt"',
+                                 "Cache-Control": "no-store"})
+
+    @app.delete("/v1/tune/{job_id}", tags=["your hand"], responses={404: {"model": ErrorBody}})
+    async def tune_cancel(job_id: str):
+        """Stop a tuning job (its result is dropped) or forget a finished one."""
+        job = tunes.take(job_id)
+        if job is None:
+            return _json_error(404, "no such tuning job")
+        job.cancel.set()
+        return {"id": job_id, "state": "cancelled" if job.state in ("queued", "running") else job.state}
+
     @app.get("/v1/info", tags=["service"])
     async def info():
         """Limits, defaults and the sentences the page offers for a handwriting sample."""
-        prompts = []
-        for s in PROMPTS:
-            try:
-                hw.alphabet.normalize(s, False)
-                prompts.append(s)
-            except HandsynthError:
-                pass
+        prompts = writable(PROMPTS)
         return {"limits": {"max_text_chars": max_text_chars, "max_body_bytes": max_body_bytes,
                            "max_sample_points": max_sample_points, "sample_min_chars": SAMPLE_MIN_CHARS,
                            "sample_max_chars": SAMPLE_MAX_CHARS, "sample_min_points": SAMPLE_MIN_POINTS,
                            "width": [MIN_WIDTH, MAX_WIDTH], "bias": [0, 10], "stroke_width": [0.5, 20],
                            "dpi": [MIN_DPI, MAX_DPI], "max_redo": MAX_REDO,
-                           "timeout_s": timeout_s, "max_concurrent": max_concurrent, "queue_size": queue_size},
+                           "timeout_s": timeout_s, "max_concurrent": max_concurrent, "queue_size": queue_size,
+                           "tune_min_samples": TUNE_MIN_SAMPLES, "tune_max_samples": TUNE_MAX_SAMPLES,
+                           "tune_minutes": tunes.minutes, "max_tuned_bytes": MAX_TUNED_BYTES},
                 "prompts": prompts or ["the quick brown fox jumps"],
+                "tune_prompts": writable(TUNE_PROMPTS) or prompts,
                 "formats": list(FORMATS), "papers": list(PAPERS), "rulings": list(RULINGS), "pens": list(PENS),
                 "alphabet": hw.alphabet.chars}
 
@@ -717,6 +878,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                 "max_concurrent": pool.max_concurrent, "queue_size": pool.queue_size,
                 "served": pool.served, "rejected": pool.rejected, "timed_out": pool.timed_out,
                 "abandoned": pool.abandoned,
+                "tuning": {"running": tunes.running() is not None, "finished": tunes.finished},
                 "batches": {"sampled": batcher.batches, "lines": batcher.lines, "most_requests": batcher.largest,
                             "waiting": batcher.waiting}}
 

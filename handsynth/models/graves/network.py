@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import HandsynthError
 from .. import SynthesisModel
 from . import native
 from .kernel import WINDOW_EXP_FLOOR, _Layer1Window, _layer1_pass, _positions, _Scratch
@@ -37,7 +38,7 @@ class GravesConfig:
                  "small": dict(hidden=200, layers=3, window_k=10, mixtures=20),
                  "tiny": dict(hidden=32, layers=2, window_k=3, mixtures=4)}
         if name not in sizes:
-            raise ValueError(f"unknown config {name!r}; choose one of {', '.join(sizes)}")
+            raise HandsynthError(f"unknown graves preset {name!r}: use {', '.join(sizes)}")
         return cls(alphabet_size=alphabet_size, **sizes[name])
 
     @property

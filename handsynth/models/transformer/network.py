@@ -36,6 +36,10 @@ from .tokenizer import PolarTokenizer
 TEMPERATURE_SLOPE = 0.35
 TOP_P_SLOPE = 0.05
 MIN_TOP_P = 0.5
+# The CPU preset, sized by benchmarks/transformer_throughput.py and scripts/tokenizer_stats.py
+# (docs/measurements.md): a quarter of the reference's vocabulary (64 angle x 32 radius bins x 2:
+# the head and embedding were most of a small model's time), d 256, 4 layers.
+CPU_PRESET = dict(d_model=256, layers=4, heads=4, d_ff=1024, angle_bins=64, radius_bins=32)
 FIT_LINES = 2000          # training lines the tokenizer's radius bins are fitted to
 
 
@@ -57,6 +61,7 @@ class TransformerConfig:
     def preset(cls, name: str, alphabet_size: int) -> "TransformerConfig":
         sizes = {"tiny": dict(d_model=32, layers=2, heads=2, d_ff=64, angle_bins=16, radius_bins=8, max_steps=1024),
                  "small": dict(d_model=192, layers=4, heads=4, d_ff=768),
+                 "cpu": dict(CPU_PRESET),
                  "full": dict(d_model=384, layers=6, heads=6, d_ff=1536)}
         if name not in sizes:
             raise HandsynthError(f"unknown transformer preset {name!r}: use {', '.join(sizes)}")

@@ -3,13 +3,18 @@
 
 const KEY_SAMPLE = "handsynth.sample";   // the user's handwriting sample: {text, strokes, y_axis}
 const KEY_STYLE = "handsynth.style";     // the chosen style: "", "builtin:<id>" or "custom"
+const KEY_SET = "handsynth.set";         // the sentences written to learn the hand from: [{text, strokes, y_axis}]
+const KEY_TUNED = "handsynth.tuned";     // the learnt hand: {model: base64 of the tuned file, sentences, made}
 
 const $ = (id) => document.getElementById(id);
 const state = {
   limits: { max_text_chars: 1000, sample_min_chars: 8, sample_max_chars: 120, sample_min_points: 30,
             max_sample_points: 6000 },
   prompts: ["The quick brown fox jumps over the lazy dog."],
-  promptIndex: 0,
+  tunePrompts: ["The quick brown fox jumps over the lazy dog."],   // the set "learn my hand" asks for
+  tuneJob: null,        // the tuning job being run: {id, status_url}
+  sessionSet: null,     // the set and the learnt hand, if local storage is unavailable
+  sessionTuned: null,
   strokes: [],          // strokes on the pad, CSS pixels, y down: [[[x, y], ...], ...]
   current: null,        // the stroke being drawn
   lastBody: null,       // the last successful request (with its redo), to download it in other formats
@@ -101,6 +106,14 @@ function loadJSON(key) {
 }
 function storedStyle() {
   try { return localStorage.getItem(KEY_STYLE) || ""; } catch (_) { return ""; }
+}
+function getSet() {
+  const s = loadJSON(KEY_SET) || state.sessionSet;
+  return Array.isArray(s) ? s.filter((x) => x && typeof x.text === "string" && Array.isArray(x.strokes)) : [];
+}
+function getTuned() {
+  const t = loadJSON(KEY_TUNED) || state.sessionTuned;
+  return t && typeof t.model === "string" && t.model.length ? t : null;
 }
 function getSample() {
   const s = loadJSON(KEY_SAMPLE) || state.sessionSample;
@@ -299,8 +312,12 @@ async function buildStylePicker() {
   }
   const sample = getSample();
   const canvas = document.createElement("canvas");
-  const mine = styleCard("custom", plainName(sample ? "My hand" : "My hand (write a sample below)"),
-    sample ? `your sample: “${sample.text}”` : "write a sample below first", canvas);
+  const tuned = getTuned();
+  const mine = styleCard("custom",
+    plainName(sample ? (tuned ? `My hand (learnt from ${tuned.sentences} sentences)` : "My hand")
+                     : "My hand (write a sample below)"),
+    sample ? `your sample: “${sample.text}”${tuned ? ", and the model tuned to your set" : ""}` : "write a sample below first",
+    canvas);
   mine.id = "style-custom";
   if (!sample) {
     mine.classList.add("disabled");
@@ -350,6 +367,8 @@ function requestBody(format) {
     const sample = getSample();
     if (!sample) throw new Error("Your handwriting sample is gone: write one below, or pick another style.");
     body.style_sample = { text: sample.text, strokes: sample.strokes, y_axis: "down" };
+    const tuned = getTuned();
+    if (tuned) body.tuned = tuned.model;   // tuning and priming add up
   }
   return body;
 }
@@ -745,6 +764,7 @@ function setupPad() {
     if (/\n/.test(prompt.value)) prompt.value = prompt.value.replace(/\s*\n\s*/g, " ");
     fitPrompt();
     if (!state.strokes.length) sizePad();
+    showSet();
   });
   $("pad-lines").addEventListener("change", () => { state.pad = null; sizePad(); });
   let width = window.innerWidth;
@@ -781,35 +801,44 @@ function thin(strokes, limit) {
   return out;
 }
 
-async function useSample() {
+// The pad's sentence as a sample, checked by the server; null (with a message) if it is unusable.
+async function checkedPadSample(message) {
   const text = promptText();
   const L = state.limits;
   if (!state.strokes.length) {
-    sampleMessage("The pad is empty: write the sentence on it first.", false);
-    return;
+    message("The pad is empty: write the sentence on it first.", false);
+    return null;
   }
   if (text.length < L.sample_min_chars) {
-    sampleMessage(`The sentence is too short: write at least ${L.sample_min_chars} characters, ideally the whole sentence.`, false);
-    return;
+    message(`The sentence is too short: write at least ${L.sample_min_chars} characters, ideally the whole sentence.`, false);
+    return null;
   }
   let strokes = joinLines(state.strokes, state.pad);
   if (pointCount(strokes) < L.sample_min_points) {
-    sampleMessage("That sample is too short: write the whole sentence, then try again.", false);
-    return;
+    message("That sample is too short: write the whole sentence, then try again.", false);
+    return null;
   }
   if (pointCount(strokes) > L.max_sample_points) strokes = thin(strokes, L.max_sample_points);
   const sample = { text, strokes, y_axis: "down" };
-  $("use-sample").disabled = true;
+  const buttons = [$("use-sample"), $("add-sentence")];
+  const was = buttons.map((b) => b.disabled);
+  buttons.forEach((b) => { b.disabled = true; });
   try {
     await api("/v1/samples/check", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(sample),
     });
   } catch (err) {
-    sampleMessage(`This sample cannot be used: ${err.message}`, false);
-    return;
+    message(`This sample cannot be used: ${err.message}`, false);
+    return null;
   } finally {
-    $("use-sample").disabled = false;
+    buttons.forEach((b, i) => { b.disabled = was[i]; });
   }
+  return sample;
+}
+
+async function useSample() {
+  const sample = await checkedPadSample(sampleMessage);
+  if (!sample) return;
   if (!store(KEY_SAMPLE, sample)) {
     sampleMessage("Your browser would not store the sample; it is used until you leave the page.", false);
   } else {
@@ -826,6 +855,159 @@ function forgetSample() {
   state.sessionSample = null;
   if (storedStyle() === "custom") store(KEY_STYLE, "");
   sampleMessage("Your sample is forgotten.", true);
+  buildStylePicker();
+}
+
+// ---------------------------------------------------------------- learn my hand
+// The set: sentences written on the pad, kept in this browser. "Learn my hand" sends them to
+// POST /v1/tune, follows the job and keeps the tuned file it makes (base64), which every request
+// in "My hand" then carries as `tuned`.
+
+function learnMessage(text, ok) {
+  const m = $("learn-msg");
+  m.textContent = text;
+  m.className = "message " + (ok ? "good" : "bad");
+}
+
+function storeSet(set) {
+  state.sessionSet = set;
+  return store(KEY_SET, set.length ? set : null);
+}
+
+function nextPrompt(set) {   // the first sentence of the set not yet written
+  const have = new Set(set.map((x) => x.text));
+  return state.tunePrompts.find((p) => !have.has(p));
+}
+
+function showSet() {
+  const set = getSet(), L = state.limits, max = L.tune_max_samples || 10;
+  const goal = Math.min(max, state.tunePrompts.length);
+  $("set-progress").max = goal;
+  $("set-progress").value = Math.min(goal, set.length);
+  $("set-count").textContent = `${set.length} of ${goal} sentences` +
+    (set.length < (L.tune_min_samples || 3) ? ` (at least ${L.tune_min_samples || 3} to learn from)` : "");
+  $("set-min").textContent = String(L.tune_min_samples || 3);
+  const have = new Set(set.map((x) => x.text));
+  const extra = set.map((x) => x.text).filter((t) => !state.tunePrompts.includes(t));
+  const current = promptText();
+  $("set-list").replaceChildren(...[...state.tunePrompts.slice(0, goal), ...extra].map((t) => {
+    const li = document.createElement("li");
+    li.textContent = t;
+    if (have.has(t)) li.className = "done";
+    else if (t === current) li.className = "current";
+    return li;
+  }));
+  const running = !!state.tuneJob;
+  $("learn-hand").disabled = running || set.length < (L.tune_min_samples || 3);
+  $("add-sentence").disabled = running || set.length >= max;
+  $("stop-learning").hidden = !running;
+  $("forget-hand").hidden = running || (!set.length && !getTuned());
+}
+
+async function addSentence() {
+  const sample = await checkedPadSample(learnMessage);
+  if (!sample) return;
+  const set = getSet().filter((x) => x.text !== sample.text);   // a sentence written again replaces the old one
+  const max = state.limits.tune_max_samples || 10;
+  if (set.length >= max) {
+    learnMessage(`The set is full (${max} sentences): learn your hand now, or forget the set.`, false);
+    return;
+  }
+  set.push(sample);
+  const saved = storeSet(set);
+  if (!getSample()) {   // the first sentence is also the sample that primes "My hand"
+    store(KEY_SAMPLE, sample);
+    state.sessionSample = sample;
+    await buildStylePicker();
+  }
+  state.strokes = [];
+  const next = nextPrompt(set);
+  if (next) $("prompt").value = next;
+  fitPrompt();
+  state.pad = null;
+  sizePad();
+  const min = state.limits.tune_min_samples || 3;
+  learnMessage((saved ? "" : "Your browser would not store the set; it is kept until you leave the page. ") +
+    (set.length < min ? `Sentence ${set.length} kept: write the next one.` :
+     `Sentence ${set.length} kept: write another, or press “Learn my hand”.`), saved);
+  showSet();
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function toBase64(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+async function learnHand() {
+  const set = getSet();
+  if (set.length < (state.limits.tune_min_samples || 3) || state.tuneJob) return;
+  learnMessage("", true);
+  let job;
+  try {
+    job = await (await api("/v1/tune", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ samples: set.map((x) => ({ text: x.text, strokes: x.strokes, y_axis: "down" })) }),
+    })).json();
+  } catch (err) {
+    learnMessage(`Could not start learning: ${err.message}`, false);
+    return;
+  }
+  state.tuneJob = job;
+  showSet();
+  $("learn-progress").hidden = false;
+  $("learn-bar").style.width = "0%";
+  try {
+    let st;
+    for (;;) {
+      await sleep(500);
+      if (state.tuneJob !== job) return;   // stopped
+      st = await (await api(job.status_url)).json();
+      const pct = Math.round((100 * st.step) / Math.max(1, st.max_steps));
+      $("learn-bar").style.width = `${pct}%`;
+      learnMessage(st.state === "queued" ? "Waiting to start…" :
+        `Learning your hand: step ${st.step} of ${st.max_steps} (${st.elapsed_s.toFixed(0)} s)`, true);
+      if (st.state !== "queued" && st.state !== "running") break;
+    }
+    if (st.state !== "done") throw new Error(st.error || `the job was ${st.state}`);
+    const buffer = await (await api(st.model_url)).arrayBuffer();
+    const tuned = { model: toBase64(buffer), sentences: set.length, made: new Date().toISOString() };
+    state.sessionTuned = tuned;
+    const saved = store(KEY_TUNED, tuned);
+    $("learn-bar").style.width = "100%";
+    learnMessage(`Learnt from ${set.length} sentences (best at step ${st.best_step}). “My hand” now writes with it` +
+      (saved ? "; it stays in this browser." : "; your browser would not store it, so it lasts until you leave the page."), true);
+    store(KEY_STYLE, "custom");
+    await buildStylePicker();
+    selectStyle("custom");
+  } catch (err) {
+    if (state.tuneJob === job) learnMessage(`Learning your hand did not finish: ${err.message}`, false);
+  } finally {
+    if (state.tuneJob === job) state.tuneJob = null;
+    $("learn-progress").hidden = true;
+    showSet();
+  }
+}
+
+async function stopLearning() {
+  const job = state.tuneJob;
+  if (!job) return;
+  state.tuneJob = null;
+  await fetch(job.status_url, { method: "DELETE" }).catch(() => null);
+  $("learn-progress").hidden = true;
+  learnMessage("Stopped: nothing was learnt.", false);
+  showSet();
+}
+
+function forgetHand() {
+  storeSet([]);
+  state.sessionTuned = null;
+  store(KEY_TUNED, null);
+  learnMessage("Your set and the learnt hand are forgotten.", true);
+  showSet();
   buildStylePicker();
 }
 
@@ -856,11 +1038,19 @@ async function init() {
   $("undo").addEventListener("click", () => { state.strokes.pop(); if (state.strokes.length) redrawPad(); else sizePad(); });
   $("use-sample").addEventListener("click", useSample);
   $("forget-sample").addEventListener("click", forgetSample);
-  $("new-prompt").addEventListener("click", () => {
-    state.promptIndex = (state.promptIndex + 1) % state.prompts.length;
-    $("prompt").value = state.prompts[state.promptIndex];
+  $("add-sentence").addEventListener("click", addSentence);
+  $("learn-hand").addEventListener("click", learnHand);
+  $("stop-learning").addEventListener("click", stopLearning);
+  $("forget-hand").addEventListener("click", forgetHand);
+  $("new-prompt").addEventListener("click", () => {   // the set's sentences not yet written, in turn
+    const have = new Set(getSet().map((x) => x.text));
+    const left = state.tunePrompts.filter((p) => !have.has(p));
+    const choices = left.length ? left : state.tunePrompts;
+    const i = choices.indexOf(promptText());
+    $("prompt").value = choices[(i + 1) % choices.length];
     fitPrompt();
     if (!state.strokes.length) sizePad();
+    showSet();
   });
   setupPad();
   count();
@@ -869,7 +1059,8 @@ async function init() {
     const info = await (await api("/v1/info")).json();
     state.limits = { ...state.limits, ...info.limits };
     state.prompts = info.prompts && info.prompts.length ? info.prompts : state.prompts;
-    $("prompt").value = state.prompts[0];
+    state.tunePrompts = info.tune_prompts && info.tune_prompts.length ? info.tune_prompts : state.prompts;
+    $("prompt").value = nextPrompt(getSet()) || state.prompts[0];
     fitPrompt();
     if (!state.strokes.length) sizePad();
     text.maxLength = state.limits.max_text_chars;
@@ -887,6 +1078,7 @@ async function init() {
   } catch (err) {
     showError(`Could not load the server's settings: ${err.message}`);
   }
+  showSet();
   await buildStylePicker();
   document.body.dataset.ready = "1";  // for tests and scripts
 }
