@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     ap.add_argument("--anchor", type=float, default=TuneConfig.anchor)
     ap.add_argument("--bias", type=float, default=None, help="sampling bias (default: SamplingOptions.bias)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--strengths", default=f"{TuneConfig.strength:g}",
+                    help="comma-separated shares of the tuned change to write with (1: as tuned; default the tuned "
+                         "file's); the first is the one the sheet shows, the default's results are named plainly")
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--sheet", help="a PNG of the first 3 forms: the real line, primed, tuned and primed")
     a = ap.parse_args(argv)
@@ -65,9 +68,11 @@ def main(argv=None) -> int:
     opts = SamplingOptions(seed=a.seed) if a.bias is None else SamplingOptions(seed=a.seed, bias=a.bias)
     config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, rank=a.rank, anchor=a.anchor, seed=a.seed)
     gallery, gallery_forms = [], []
-    out = {k: [] for k in ("unprimed", "primed", "tuned", "tuned_primed", "real")}
-    check = {"base": [], "tuned": []}
-    written = {"primed": [], "tuned_primed": []}
+    strengths = [float(x) for x in a.strengths.split(",")]
+    at = lambda name, s: name if s == TuneConfig.strength else f"{name}@{s:g}"   # noqa: E731
+    out = {k: [] for k in ["unprimed", "primed", "real"] + [at(n, s) for s in strengths for n in ("tuned", "tuned_primed")]}
+    check = {"base": [], **{at("tuned", s): [] for s in strengths}}
+    written = {"primed": [], **{at("tuned_primed", s): [] for s in strengths}}
     rows = []
     times, gains = [], []
     for k, f in enumerate(forms):
@@ -81,9 +86,9 @@ def main(argv=None) -> int:
         tuned = tune_lines(hw, [corpus.offsets[i] for i in user], [corpus.texts[i] for i in user], config)
         times.append(time.perf_counter() - t0)
         gains.append(tuned.history[0][1] - min(h for _, h in tuned.history))
-        mine = tuned_writer(hw, tuned)
-        for name, w, p in (("unprimed", hw, None), ("primed", hw, primer), ("tuned", mine, None),
-                           ("tuned_primed", mine, primer)):
+        mines = {s: tuned_writer(hw, tuned, strength=s) for s in strengths}
+        for name, w, p in [("unprimed", hw, None), ("primed", hw, primer)] + \
+                [(at(n, s), mines[s], p) for s in strengths for n, p in (("tuned", None), ("tuned_primed", primer))]:
             line = sample_checked(w.model, w.alphabet, w.mean, w.std, [text], [k], opts, p)[0]
             out[name].append(line.offsets)
             if name in written:
@@ -92,8 +97,8 @@ def main(argv=None) -> int:
         if k < 3:
             rows += [(f"{f}: real line", text, corpus.offsets[target]),
                      (f"{f}: primed with its first line", text, out["primed"][-1]),
-                     (f"{f}: tuned on {a.lines - 1} lines, primed", text, out["tuned_primed"][-1])]
-        for name, w in (("base", hw), ("tuned", mine)):
+                     (f"{f}: tuned on {a.lines - 1} lines, primed", text, out[at("tuned_primed", strengths[0])][-1])]
+        for name, w in [("base", hw)] + [(at("tuned", s), mines[s]) for s in strengths]:
             check[name] += [(line.offsets, line.text) for line in
                             sample_checked(w.model, w.alphabet, w.mean, w.std, CHECK, [0, 1], opts, primer)]
         print(f"{f}: tuned in {times[-1]:.0f} s, best step {tuned.best_step}, held-out NLL "

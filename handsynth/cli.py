@@ -201,7 +201,7 @@ def _tune(a) -> None:
     hw = handsynth.load_model(a.model)
     configure_threads("train")
     config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, max_minutes=a.minutes, patience=a.patience,
-                        rank=a.rank, seed=a.seed)
+                        rank=a.rank, strength=a.strength, seed=a.seed)
     from tqdm import tqdm
     bar = tqdm(total=config.max_steps, unit="step", disable=a.quiet, desc="tuning")
 
@@ -374,6 +374,9 @@ def parser() -> argparse.ArgumentParser:
     tu.add_argument("--parts", choices=PARTS, default=TuneConfig.parts, help="which weights adapt (default all)")
     tu.add_argument("--rank", type=_ranged(int, 0, 4096, "a whole number from 0 (the whole change) to 4096"),
                     default=TuneConfig.rank, help=f"rank of each weight matrix's change in the file (default {TuneConfig.rank})")
+    tu.add_argument("--strength", type=_ranged(float, 0.01, 1.0, "a share from 0.01 to 1"), default=TuneConfig.strength,
+                    help=f"the share of the tuned change kept: 1 as tuned, 0.5 half way to the base model, more "
+                         f"legible (default {TuneConfig.strength:g})")
     tu.add_argument("--seed", type=_ranged(int, 0, 2**31 - 1, "a whole number from 0"), default=0)
     tu.add_argument("-q", "--quiet", action="store_true")
     tu.set_defaults(func=_tune)

@@ -14,6 +14,13 @@ tuned file is a model like any other: ``handsynth write --model me.pt``, ``load_
 the server's ``model``; it is applied on top of the base model it names, and refused when that
 file differs (the base was retrained).
 
+The file keeps ``strength`` (default 0.5) of the tuned change: the model half way between the base
+and the tuned weights (weight-space interpolation, as WiSE-FT, Wortsman et al. 2022). Measured on
+16 held-out forms (docs/measurements.md), half the change keeps most of the style (writer
+retrieval top-1 69% against 75% for the whole change and 56% for priming alone) and loses less
+legibility: recogniser CER 6.3% against 11.0% (primed only: 7.1%), and on texts of capitals, digits
+and symbols the person never wrote, Tesseract CER 40.0% against 47.8% (base model: 42.3%).
+
 Writing with a tuned model still primes with the person's own sentence where given (``style``):
 tuning and priming add up (docs/measurements.md).
 """
@@ -47,6 +54,7 @@ class TuneConfig:
     patience: int = 3          # evaluations without a better held-out likelihood before stopping (0: never)
     anchor: float = 0.0        # weight of the L2 pull towards the base weights (per parameter, mean)
     rank: int = 16             # rank of each weight matrix's change in the file (0: the whole change)
+    strength: float = 0.5      # the share of the tuned change the file keeps (see the module docstring)
     seed: int = 0
 
 
@@ -63,16 +71,19 @@ class Tuned:
     stopped: str = ""          # why it stopped
 
 
-def tuned_writer(hw, tuned: Tuned, rank: int | None = None):
+def tuned_writer(hw, tuned: Tuned, rank: int | None = None, strength: float | None = None):
     """A copy of ``hw`` with ``tuned``'s change added, as its file would give it (``rank``: the
-    change stored at this rank, default the config's; the float16 rounding included)."""
+    change stored at this rank, default the config's; the float16 rounding included), times
+    ``strength`` (default the config's; 1: as tuned; 0.5: half way between the base and the
+    tuned model)."""
     out = copy.copy(hw)
     out.model = copy.deepcopy(hw.model)
     r = tuned.config.rank if rank is None else rank
+    strength = tuned.config.strength if strength is None else strength
     params = dict(out.model.named_parameters())
     with torch.no_grad():
         for k, d in tuned.delta.items():
-            params[k].add_(expand(low_rank(d, r)))
+            params[k].add_(expand(low_rank(d * strength, r)))
     out.model.eval()
     out.batcher = None
     return out
@@ -129,8 +140,9 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
     for t in texts:
         hw.alphabet.normalize(t, skip_unknown=False)   # a character the model cannot write: said now
     if not (1 <= config.max_steps <= 100_000 and config.eval_every >= 1 and config.lr > 0 and config.rank >= 0
-            and math.isfinite(config.lr) and config.max_minutes > 0):
-        raise HandsynthError("tune: steps, evaluation interval and minutes must be positive, the rank 0 or more")
+            and math.isfinite(config.lr) and config.max_minutes > 0 and 0 < config.strength <= 1):
+        raise HandsynthError("tune: steps, evaluation interval and minutes must be positive, the rank 0 or more, "
+                             "the strength above 0 and at most 1")
     torch.manual_seed(config.seed)
     model = copy.deepcopy(hw.model).float()
     names = set(_chosen(model, config.parts))
@@ -219,7 +231,7 @@ def expand(stored) -> torch.Tensor:
 
 def tuned_document(tuned: Tuned) -> dict:
     """What a tuned file holds (``save_tuned`` writes it, ``tuned_bytes`` serialises it)."""
-    stored = {k: low_rank(v, tuned.config.rank) for k, v in tuned.delta.items()}
+    stored = {k: low_rank(v * tuned.config.strength, tuned.config.rank) for k, v in tuned.delta.items()}
     doc = {"kind": KIND, "format": FORMAT, "model": {}, "base": tuned.base, "config": asdict(tuned.config),
            "history": tuned.history, "best_step": tuned.best_step, "lines": tuned.lines,
            "held_out": tuned.held_out, "stopped": tuned.stopped}

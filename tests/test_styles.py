@@ -28,3 +28,26 @@ def test_a_style_ending_in_a_canvas_dot_does_not_start_lines_with_a_dot(hw):
         first = offsets_to_strokes(line.offsets)[0]
         # the first stroke is a letter's, not a dot's (without the fix: 12-point strokes 0.1 tall)
         assert len(first) >= 14 and np.ptp(first, 0).max() > 0.4, (line.text, len(first), np.ptp(first, 0))
+
+
+def test_the_bank_has_range_names_that_tell_hands_apart_and_attribution(hw):
+    """24 or more hands of held-out writers, chosen to spread (scripts/build_style_bank.py): every
+    name unique and made of measured traits, print and cursive, left-leaning and slanted among
+    them, each sample writable by the shipped model, each source naming its held-out corpus line."""
+    import re
+
+    from handsynth.styles import builtin_styles
+    bank = builtin_styles()
+    assert len(bank) >= 24
+    assert len({s.id for s in bank}) == len({s.name for s in bank}) == len(bank)
+    names = " ".join(s.name for s in bank)
+    for trait in ("print", "semi-joined", "cursive", "left-leaning", "upright", "right-slanted", "narrow", "wide",
+                  "round", "angular"):
+        assert trait in names, trait
+    for s in bank:
+        assert re.fullmatch(r"((round|angular) )?(print|semi-joined|cursive), (left-leaning|upright|right-slanted|"
+                            r"strongly slanted)(, (narrow|wide))?( \d+)?", s.name), s.name
+        assert re.search(r"(IAM-OnDB line \S+|UNIPEN train_r01_v07 writer \S+) \(test split;", s.source), s.source
+        hw.alphabet.normalize(s.text, False)
+        assert len(s.offsets()) > 3 * len(s.text)
+    assert sum("UNIPEN" in s.source for s in bank) >= 1 and sum("IAM-OnDB" in s.source for s in bank) >= 12

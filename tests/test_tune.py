@@ -18,7 +18,7 @@ import torch
 import handsynth
 from handsynth.errors import HandsynthError
 from handsynth.styles import builtin_styles
-from handsynth.tune import TuneConfig, expand, low_rank, save_tuned, tune
+from handsynth.tune import TuneConfig, expand, low_rank, save_tuned, tune, tuned_writer
 
 
 def _samples_file(path, n=3):
@@ -55,7 +55,11 @@ def test_the_held_out_line_improves_and_the_change_is_what_the_file_applies(hw, 
     save_tuned(t, tmp_path / "me.pt")
     assert all(torch.equal(base[k], v) for k, v in hw.model.state_dict().items())   # the caller's model untouched
     tuned = handsynth.load_model(tmp_path / "me.pt")
-    for k, p in tuned.model.named_parameters():
+    for k, p in tuned.model.named_parameters():   # the file keeps `strength` of the change
+        np.testing.assert_allclose(p.detach().numpy(), (base[k] + (t.delta[k] * 0.5).half().float()).numpy(), atol=1e-6)
+    assert t.config.strength == 0.5
+    full = tuned_writer(hw, t, strength=1.0)
+    for k, p in full.model.named_parameters():
         np.testing.assert_allclose(p.detach().numpy(), (base[k] + t.delta[k].half().float()).numpy(), atol=1e-6)
 
 

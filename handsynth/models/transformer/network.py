@@ -261,6 +261,9 @@ class TransformerStep:
         H, d = model.config.heads, model.config.d_model
         self.k = [torch.zeros(B, H, length, d // H) for _ in model.blocks]
         self.v = [torch.zeros(B, H, length, d // H) for _ in model.blocks]
+        # each self-attention's query, key and value projections as one matmul
+        self.qkv = [(torch.cat([blk.self_attn.q.weight, blk.self_attn.kv.weight]),
+                     torch.cat([blk.self_attn.q.bias, blk.self_attn.kv.bias])) for blk in model.blocks]
         self.pos = 0
         self.rows = np.arange(B)
         self.progress = np.zeros(B, np.int64)
@@ -274,28 +277,31 @@ class TransformerStep:
         B, L = tokens.shape
         at = self.pos
         x = m.tokens(tokens) + m.step_pos(torch.arange(at, at + L))
-        allowed = torch.arange(at + L)[None, :] <= torch.arange(at, at + L)[:, None]   # (L, at + L)
+        # one new token sees the whole cache: no mask needed
+        allowed = None if L == 1 else torch.arange(at + L)[None, :] <= torch.arange(at, at + L)[:, None]
+        last = len(m.blocks) - 1
         weights = None
         for i, blk in enumerate(m.blocks):
             a = blk.self_attn
-            h = blk.ln1(x)
-            k, v = a.keys_values(h)
-            self.k[i][:, :, at:at + L] = k
-            self.v[i][:, :, at:at + L] = v
-            q = a.split(a.q(h))
-            y = F.scaled_dot_product_attention(q, self.k[i][:, :, :at + L], self.v[i][:, :, :at + L], attn_mask=allowed)
+            q, k, v = F.linear(blk.ln1(x), *self.qkv[i]).split(x.shape[-1], -1)
+            self.k[i][:, :, at:at + L] = a.split(k)
+            self.v[i][:, :, at:at + L] = a.split(v)
+            y = F.scaled_dot_product_attention(a.split(q), self.k[i][:, :, :at + L], self.v[i][:, :, :at + L],
+                                               attn_mask=allowed)
             x = x + a.merge(y)
-            c = blk.cross_attn
-            q = c.split(c.q(blk.ln2(x[:, -1:] if i == len(m.blocks) - 1 else x)))
-            ck, cv = self.cross[i]
-            if i == len(m.blocks) - 1:   # only the last position matters from here on
+            if i == last:   # only the last position matters from here on
                 x = x[:, -1:]
-            s = (q @ ck.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-            s = s.masked_fill(~self.mask, float("-inf"))
-            w = torch.softmax(s, -1)
-            x = x + c.merge(w @ cv)
+            c = blk.cross_attn
+            q = c.split(c.q(blk.ln2(x)))
+            ck, cv = self.cross[i]
+            if i == last:   # its weights are the alignment the policy reads
+                s = (q @ ck.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+                w = torch.softmax(s.masked_fill(~self.mask, float("-inf")), -1)
+                x = x + c.merge(w @ cv)
+                weights = w
+            else:
+                x = x + c.merge(F.scaled_dot_product_attention(q, ck, cv, attn_mask=self.mask))
             x = x + blk.mlp(blk.ln3(x))
-            weights = w
         self.pos += L
         return m.head(m.ln(x))[:, -1], weights[:, :, -1].mean(1)
 
