@@ -108,8 +108,8 @@ def assert_screenshot_shows_result(pg, path, scale: float = 1):
     assert (region > 230).mean() > 0.5  # ink on paper, not a dark or broken box
 
 
-def draw_sample(pg):
-    """Write loopy 'words' on the pad with the mouse: several strokes, hundreds of points."""
+def draw_sample(pg, points: int = 60):
+    """Write loopy 'words' on the pad with the mouse: 7 strokes of ``points`` points each."""
     pad = pg.locator("#pad")
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()
@@ -117,8 +117,8 @@ def draw_sample(pg):
     step = (box["width"] - 40) / 7
     for word in range(7):
         pts = []
-        for i in range(60):
-            t = i / 59 * 4 * math.pi
+        for i in range(points):
+            t = i / (points - 1) * 4 * math.pi
             pts.append((x0 + word * step + step * 0.2 * t / math.pi + 7 * math.cos(t),
                         base - 26 * abs(math.sin(t / 2)) - 5 * math.sin(t)))
         pg.mouse.move(*pts[0])
@@ -532,7 +532,7 @@ def test_learn_my_hand(open_page, server, tmp_path, where):
         prompt = pg.evaluate("() => { const p = document.getElementById('prompt'); "
                              "return [p.scrollHeight, p.clientHeight, p.value]; }")
         assert prompt[0] <= prompt[1] + 1 and prompt[2] == prompts[i]   # the sentence shown whole
-        draw_sample(pg)
+        draw_sample(pg, points=40)
         assert pg.locator("#pad").bounding_box()["height"] >= 180
         pg.locator("#add-sentence").scroll_into_view_if_needed()
         pg.click("#add-sentence")
