@@ -124,7 +124,8 @@ def _styles(a) -> None:
 
 def _serve(a) -> None:
     from .server import serve
-    serve(a.host, a.port, a.model, max_concurrent=a.max_concurrent, queue_size=a.queue_size, timeout_s=a.timeout)
+    serve(a.host, a.port, a.model, max_concurrent=a.max_concurrent, queue_size=a.queue_size, timeout_s=a.timeout,
+          tune_minutes=a.tune_minutes)
 
 
 def _train(a) -> None:
@@ -354,6 +355,8 @@ def parser() -> argparse.ArgumentParser:
                    help="requests that may wait beyond those; more are answered 503 (default 64)")
     v.add_argument("--timeout", type=_ranged(float, 0.1, 86_400, "a time limit from 0.1 to 86400 seconds"), default=60.0, metavar="S",
                    help="each request's time limit, waiting included; past it 504 (default 60)")
+    v.add_argument("--tune-minutes", type=_ranged(float, 0.1, 1440, "a number of minutes from 0.1 to 1440"),
+                   default=3.0, metavar="M", help="time limit of a \"learn my hand\" job (one runs at a time; default 3)")
     v.set_defaults(func=_serve)
 
     from .tune import PARTS, TuneConfig
