@@ -30,13 +30,13 @@ import copy
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import read, save
+from .checkpoint import read, write_atomic
 from .errors import HandsynthError
 
 KIND = "handsynth-tuned"
@@ -76,17 +76,9 @@ def tuned_writer(hw, tuned: Tuned, rank: int | None = None, strength: float | No
     change stored at this rank, default the config's; the float16 rounding included), times
     ``strength`` (default the config's; 1: as tuned; 0.5: half way between the base and the
     tuned model)."""
-    out = copy.copy(hw)
-    out.model = copy.deepcopy(hw.model)
-    r = tuned.config.rank if rank is None else rank
-    strength = tuned.config.strength if strength is None else strength
-    params = dict(out.model.named_parameters())
-    with torch.no_grad():
-        for k, d in tuned.delta.items():
-            params[k].add_(expand(low_rank(d * strength, r)))
-    out.model.eval()
-    out.batcher = None
-    return out
+    config = replace(tuned.config, **({} if rank is None else {"rank": rank}),
+                     **({} if strength is None else {"strength": strength}))
+    return _copy_with(hw, tuned_document(replace(tuned, config=config)), "tuned")
 
 
 def file_sha256(path) -> str:
@@ -243,20 +235,20 @@ def tuned_document(tuned: Tuned) -> dict:
     return doc
 
 
-def save_tuned(tuned: Tuned, path) -> dict:
-    """Write the tuned file; returns what it holds (sizes)."""
-    doc = tuned_document(tuned)
-    save(doc, path)
-    return {"bytes": Path(path).stat().st_size, "numbers": sum(t.numel() for t in doc["model"].values())}
-
-
 def tuned_bytes(tuned: Tuned) -> bytes:
-    """The tuned file's contents, as ``save_tuned`` would write them (the server sends these)."""
+    """The tuned file's contents (``save_tuned`` writes them; the server sends them)."""
     import io
 
     buf = io.BytesIO()
     torch.save(tuned_document(tuned), buf)
     return buf.getvalue()
+
+
+def save_tuned(tuned: Tuned, path) -> dict:
+    """Write the tuned file (atomically); returns its size."""
+    data = tuned_bytes(tuned)
+    write_atomic(path, data)
+    return {"bytes": len(data)}
 
 
 def is_tuned(ck: dict) -> bool:
@@ -267,10 +259,8 @@ def apply_tuned(ck: dict, path, load_model, shipped):
     """A ``Handwriter`` for a tuned file (read by ``checkpoint.read``): its base model (loaded
     by ``load_model``: a name among ``shipped``, or the path it was tuned from) with the change
     added."""
-    base = ck.get("base") if isinstance(ck.get("base"), dict) else {}
+    base = _base(ck, path)
     name = base.get("name")
-    if ck.get("format") != FORMAT or not isinstance(ck.get("model"), dict):
-        raise HandsynthError(f"{path}: not a tuned model file this version of handsynth can read")
     if name in shipped:
         source = name
     elif isinstance(base.get("path"), str) and Path(base["path"]).is_file():   # a model of the user's own
@@ -293,12 +283,22 @@ def with_change(hw, ck: dict, label: str, base_sha256: str):
     """A copy of ``hw`` (a loaded base model whose file has SHA-256 ``base_sha256``) with the
     tuned file ``ck``'s change added, as the server applies a tuned file a browser sends back;
     ``hw`` is left as it is."""
-    base = ck.get("base") if isinstance(ck.get("base"), dict) else {}
-    if ck.get("format") != FORMAT or not isinstance(ck.get("model"), dict):
-        raise HandsynthError(f"{label}: not a tuned model file this version of handsynth can read")
+    base = _base(ck, label)
     if base.get("sha256") != base_sha256:
         raise HandsynthError(f"{label}: tuned from another model ({base.get('file') or 'unknown'}) than this one; "
                              f"learn the hand again")
+    return _copy_with(hw, ck, label)
+
+
+def _base(ck: dict, label) -> dict:
+    """A tuned file's record of its base model, once the file is one this version can read."""
+    if ck.get("format") != FORMAT or not isinstance(ck.get("model"), dict):
+        raise HandsynthError(f"{label}: not a tuned model file this version of handsynth can read")
+    return ck.get("base") if isinstance(ck.get("base"), dict) else {}
+
+
+def _copy_with(hw, ck: dict, label):
+    """A copy of ``hw`` whose model has ``ck``'s change added (``hw`` is left as it is)."""
     out = copy.copy(hw)
     out.model = copy.deepcopy(hw.model)
     add_change(out.model, ck, label)

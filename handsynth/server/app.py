@@ -601,7 +601,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
 
     # -- checks done on the event loop before queueing (cheap, no model)
 
-    def tuned_writer(data: str) -> tuple[Handwriter, str]:
+    def writer_for(data: str) -> tuple[Handwriter, str]:
         """The handwriter for a tuned file sent back as base64, and the file's SHA-256 (cached)."""
         import base64
         import binascii
@@ -737,7 +737,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
         ``[[number, text, x0, y0, x1, y1], ...]``, their boxes as fractions of the page's width and
         height; send ``redo: {number: seed}`` with the same request to write words again."""
         started = time.monotonic()
-        writer = await asyncio.to_thread(tuned_writer, req.tuned) if req.tuned else None
+        writer = await asyncio.to_thread(writer_for, req.tuned) if req.tuned else None
         p = prepare(req, writer)
         result = await run_job(request, lambda job: produce(p, job), started)
         if isinstance(result, Response):
@@ -799,6 +799,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
         time, each within the server's time limit; the server keeps the file only until it is
         fetched."""
         from ..data.samples import parse_sample
+        from ..styles import check_sample
 
         n = len(req.samples)
         if not TUNE_MIN_SAMPLES <= n <= TUNE_MAX_SAMPLES:
@@ -810,11 +811,12 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
             if points > max_sample_points:
                 raise HandsynthError(f"sentence {i} has {points} points; the limit is {max_sample_points}")
             try:
-                style_from_json(sample.model_dump())   # the checks a style sample gets
+                parsed = parse_sample(sample.model_dump(), "handwriting")
+                check_sample(parsed, "handwriting")   # the checks a style sample gets
                 hw.alphabet.normalize(sample.text, False)
             except HandsynthError as e:
                 raise HandsynthError(f"sentence {i}: {str(e).splitlines()[0]}") from None
-            samples.append(parse_sample(sample.model_dump(), f"sentence {i}"))
+            samples.append(parsed)
         job = tunes.submit(samples)
         return {"id": job.id, "status_url": f"/v1/tune/{job.id}", "max_steps": job.max_steps,
                 "minutes": tunes.minutes}
