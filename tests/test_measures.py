@@ -86,6 +86,20 @@ def test_size_ratio():
     assert m.size_ratio_last_first(rot) == pytest.approx(7 / 11, abs=0.04)
 
 
+def test_size_trend():
+    x_end = 8 * 4.2 - 0.7
+    b, x0 = m.size_trend(line_of_words())
+    assert abs(b) < 0.003
+    # height falling from 1 to 0.5 across the line: log height falls by about log 2 over its width
+    b, x0 = m.size_trend(line_of_words(lambda x: 2 ** (-x / x_end)))
+    assert b * x_end == pytest.approx(-np.log(2), rel=0.1)
+    assert x0 == pytest.approx(x_end / 2, rel=0.1)
+    # ascender-like tall tops among the body's do not tilt it, and too little writing has no trend
+    tall = square_wave(120, tall_every=5)
+    assert abs(m.size_trend(strokes_to_offsets([tall]))[0]) < 0.003
+    assert m.size_trend(line_of_words(words=1, width=1.0)) is None
+
+
 def test_page_line_height_spread():
     lines = [line_of_words(lambda x, h=h: np.full_like(x, h)) for h in (0.5, 1.0, 1.5)]
     assert m.page_line_height_spread(lines) == pytest.approx(np.std([0.5, 1, 1.5]) / 1.0, rel=0.05)
@@ -111,6 +125,12 @@ def test_end_strays():
     # "hi" with the i's dot put on after the window passed the end: not a stray
     dot = np.array([[1.55, 1.5], [1.57, 1.52]])
     assert glyph_line([loops(0, 0.9), loops(1.3, 1.8), dot], [0, 1, 2], "hi") == 0
+    # writing over the end after the window passed it: a tall stroke over the last letters is a
+    # stray; a last letter the pen finishes to the right after the window passed the end is not
+    over = np.stack([np.linspace(2.2, 2.9, 20), np.linspace(0.0, 1.5, 20)], 1)
+    assert glyph_line(tea + [over], [0, 1, 2, 3], "tea") == 1
+    late_s = np.stack([np.linspace(3.2, 3.9, 20), 0.9 * np.abs(np.sin(np.linspace(0, 3, 20)))], 1)
+    assert glyph_line(tea + [late_s], [0, 1, 2, 3], "tea") == 0
     # "ab!" and "ab!!": a second exclamation mark while the window still sits on the "!"
     stem = lambda x: np.stack([np.full(20, x), np.linspace(1.8, 0.5, 20)], 1)
     bang = lambda x: [stem(x), np.array([[x, 0.05], [x + 0.02, 0.0]])]

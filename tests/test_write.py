@@ -381,10 +381,50 @@ def test_stray_marks_after_the_text_are_trimmed():
     # a stroke written wholly past the text goes
     off, phi = line([word, (3, 0.0, 2), (10, -0.05, 3)])
     assert _trim_run_on(off, phi, "ab.") == 23
+    # ... but not when the text ends in a letter: the window runs ahead of the pen, and a final
+    # t's stem is written while it already sits past the end ("report" lost its t)
+    assert _trim_run_on(off, phi, "abt") == 33
     # a doubled last mark: a second stroke on the last character standing right of the first
     # (the eval's stray rule, measures.stray_strokes) goes, and whatever follows it
     off, phi = line([word, stop, (3, 0.0, 2, 0.5), (3, 0.0, 2, 0.5)])
     assert _trim_run_on(off, phi, "ab.") == 23
+
+
+def test_words_are_levelled_to_one_size_along_a_line():
+    """level_sizes undoes a shrinking line word by word: the ratio of the last third's size to the
+    first's comes back to about 1, the words keep their letters' shapes, order and gaps, and the
+    pen steps stay as many, with the same pen lifts (so the alignment still fits them)."""
+    from handsynth.measures import size_ratio_last_first
+    from handsynth.sampling import Line, level_sizes, word_strokes
+    from handsynth.strokes import strokes_to_offsets, offsets_to_strokes
+    from test_measures import loops
+
+    words, width, gap = 8, 3.5, 0.7
+    x_end = words * (width + gap) - gap
+    strokes = [loops(i * (width + gap), i * (width + gap) + width, lambda x: 1 - 0.5 * x / x_end)
+               for i in range(words)]
+    off = strokes_to_offsets(strokes)
+    text = " ".join(["abcd"] * words)
+    focus = np.concatenate([5 * i + (4 * np.arange(len(s))) // len(s) for i, s in enumerate(strokes)])   # a, b, c, d
+    phi = np.zeros((len(off), len(text) + 1), np.float32)
+    phi[np.arange(len(off)), focus] = 1.0
+    line = Line(text, off, False, phi)
+    assert [(a, b) for _, a, b in word_strokes(line)] == [(i, i + 1) for i in range(words)]
+    assert size_ratio_last_first(off) == pytest.approx(7 / 11, abs=0.04)
+    new = level_sizes(line)
+    assert new.shape == off.shape
+    np.testing.assert_array_equal(new[:, 2], off[:, 2])
+    assert size_ratio_last_first(new) == pytest.approx(1.0, abs=0.06)
+    got = offsets_to_strokes(new)
+    lefts, rights = [float(s[:, 0].min()) for s in got], [float(s[:, 0].max()) for s in got]
+    np.testing.assert_allclose(np.subtract(lefts[1:], rights[:-1]), gap, atol=0.06)   # the gaps as written
+    for s, t in zip(strokes, got):   # each word the same shape, scaled about its left end on the baseline
+        f = np.ptp(t[:, 0]) / np.ptp(s[:, 0])
+        np.testing.assert_allclose((t - t[0]) / f, s - s[0], atol=1e-3)
+    # a steady line, and one without an alignment, come back unchanged
+    steady = strokes_to_offsets([loops(i * 4.2, i * 4.2 + 3.5) for i in range(words)])
+    assert np.abs(level_sizes(Line(text, steady, False, phi[:len(steady)])) - steady).max() < 0.02
+    assert level_sizes(Line(text, off, False, None)) is off
 
 
 def test_a_wide_page_wraps_at_the_line_limit(hw):
