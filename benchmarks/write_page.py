@@ -8,6 +8,10 @@ the CPU has bfloat16 arithmetic, float32 elsewhere), the true bound.
 
     python benchmarks/write_page.py [--repeats 5] [--model PATH] [--threads N]
 
+``--proofread both``: each round writes the page without and with the proofreading pass
+(``write``'s default), interleaved; medians of each and their ratio (the bound is the page's
+without). ``--proofread on|off`` (default off): only that way.
+
 Under load (``--load``): the seconds a page takes on a quiet machine, with another process
 spinning on one core, and with a second writer (another process writing pages) at once,
 interleaved round by round in the same run so that all three see the same machine; medians and
@@ -30,6 +34,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 TEXT = ("The quick brown fox jumps over the lazy dog again.\n"
         "Handwriting is a sequence of small pen movements.\n"
@@ -229,6 +235,8 @@ def main():
     ap.add_argument("--model")
     ap.add_argument("--threads", type=int, default=None, help="default: torch's own choice")
     ap.add_argument("--bias", type=float, default=None, help="default: SamplingOptions.bias")
+    ap.add_argument("--proofread", choices=("off", "on", "both"), default="off",
+                    help="the proofreading pass: off (default), on, or both interleaved")
     ap.add_argument("--load", action="store_true", help="time a page quiet, with a core busy and with two writers")
     ap.add_argument("--rounds", type=int, default=7, help="--load: pages per mode and variant")
     ap.add_argument("--variants", default="default:spin,auto:passive", help="--load: THREADS:WAIT,... (see above)")
@@ -254,10 +262,20 @@ def main():
     cfg = hw.model.config
     hw.write("warm up", seed=0)
     times, bounds, drawing = [], {k: [] for k in KERNELS}, None
+    proofed, rewritten = [], []
     for r in range(args.repeats):
+        if args.proofread != "off":
+            t0 = time.perf_counter()
+            done = hw.write(TEXT, bias=args.bias, seed=r, width=1400, proofread=True)
+            proofed.append(time.perf_counter() - t0)
+            if args.proofread == "on":
+                drawing, times = done, proofed
+                continue
         t0 = time.perf_counter()
-        drawing = hw.write(TEXT, bias=args.bias, seed=r, width=1400)
+        drawing = hw.write(TEXT, bias=args.bias, seed=r, width=1400, proofread=False)
         times.append(time.perf_counter() - t0)
+        if proofed:
+            rewritten.append(sum(not np.array_equal(a.offsets, b.offsets) for a, b in zip(drawing.lines, done.lines)))
         U = max(len(line.text) for line in drawing.lines)
         macs = sum(len(line.offsets) for line in drawing.lines) * macs_per_step(cfg, U)
         for k in KERNELS:
@@ -266,7 +284,12 @@ def main():
     t = statistics.median(times)
     print(f"page: {len(drawing.lines)} lines, {chars} characters, {torch.get_num_threads()} threads, "
           f"{args.repeats} repeats, bias {args.bias}")
-    print(f"time per page: median {t:.2f} s (runs: {', '.join(f'{x:.2f}' for x in times)}); {chars / t:.1f} characters/s")
+    print(f"time per page{' (proofread)' if args.proofread == 'on' else ''}: median {t:.2f} s "
+          f"(runs: {', '.join(f'{x:.2f}' for x in times)}); {chars / t:.1f} characters/s")
+    if args.proofread == "both":
+        p = statistics.median(proofed)
+        print(f"with the proofreading pass, interleaved: median {p:.2f} s (runs: {', '.join(f'{x:.2f}' for x in proofed)}); "
+              f"ratio {p / t:.2f}x; lines written again per page: {', '.join(map(str, rewritten))}")
     own = "prepacked bfloat16" if _sampler_bf16() else "float32"
     for k, what in zip(KERNELS, ("a plain float32 matmul", "a plain bfloat16 matmul",
                                  f"the sampler's own {own} matmul (the true bound)")):

@@ -48,11 +48,12 @@ class Batcher:
     """One sampling thread for a loaded model, shared by the threads that call ``sample``."""
 
     def __init__(self, model: SynthesisModel, alphabet, mean, std, max_lines: int = MAX_LINES,
-                 max_cells: int = MAX_CELLS):
+                 max_cells: int = MAX_CELLS, read=None):
         if max_lines < 1:
             raise ValueError("max_lines must be >= 1")
         self.model, self.alphabet, self.mean, self.std = model, alphabet, mean, std
         self.max_lines, self.max_cells = max_lines, max_cells
+        self.read = read   # the proofreader (recognizer.Reader) for groups that ask for it
         self._queue: deque[_Waiting] = deque()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -125,7 +126,8 @@ class Batcher:
                 taken = self._take()
             try:
                 configure_threads("serve")   # the cores free now (hardware.py): one sampling thread's share
-                results = checked_groups(self.model, self.alphabet, self.mean, self.std, [w.group for w in taken])
+                results = checked_groups(self.model, self.alphabet, self.mean, self.std, [w.group for w in taken],
+                                         self.read)
             except BaseException as e:   # (a bug or out of memory: every caller hears of it, the thread goes on)
                 results = [e] * len(taken)
             self.batches += 1

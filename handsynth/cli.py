@@ -56,7 +56,7 @@ def _write(a) -> None:
                            background=None if a.transparent else Ink.background, dpi=a.dpi,
                            skip_unknown=a.skip_unknown, paper=a.paper, landscape=a.landscape, margin_mm=a.margin,
                            line_spacing_mm=a.line_spacing, x_height_mm=a.x_height, ruling=a.ruling, pen=a.pen,
-                           ink_variation=a.ink_variation, redo=redo or None)
+                           ink_variation=a.ink_variation, redo=redo or None, proofread=not a.no_proofread)
     except HandsynthError as e:
         if getattr(e, "words", None) is None:
             raise
@@ -154,7 +154,8 @@ def _eval(a) -> None:
     from .evaluate import run_report
     report = run_report(model=a.model, iam=a.iam, out=a.out, texts=a.texts, bias=a.bias, seed=a.seed,
                         recognizer=a.recognizer, progress=not a.quiet, quick=a.quick, hard=a.hard, forms=a.forms,
-                        judge=not a.no_judge, style_encoder=a.style_encoder, hard_alphabet=_alphabet_of(a.hard_like))
+                        judge=not a.no_judge, style_encoder=a.style_encoder, hard_alphabet=_alphabet_of(a.hard_like),
+                        proofread=not a.no_proofread)
     if not a.quiet:
         print(json.dumps(report["headline"], indent=1))
 
@@ -310,6 +311,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--model", help=MODEL_HELP)
     w.add_argument("-q", "--quiet", action="store_true")
     w.add_argument("--animate", action="store_true", help="an SVG in which the pen draws each stroke in turn")
+    w.add_argument("--no-proofread", action="store_true",
+                   help="faster: keep each line as first written (by default the recogniser reads every line "
+                        "and a misread one is written once more)")
     w.add_argument("--redo-word", type=int, action="append", metavar="N",
                    help="write word N again (counted from 1 over the whole text; repeatable), "
                         "keeping the rest of the page: the same text, seed and options give the same page")
@@ -431,6 +435,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--no-judge", action="store_true", help="skip Tesseract, the independent reader")
     e.add_argument("--hard-like", metavar="MODEL", help="only the hard texts that MODEL can write too "
                                                          "(to compare models with different alphabets)")
+    e.add_argument("--no-proofread", action="store_true",
+                   help="sample without the proofreading pass (write's default has it: the recogniser then "
+                        "chose, so Tesseract is the independent reader)")
     e.add_argument("--quick", action="store_true", help="a small run for development (a few minutes)")
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_eval)

@@ -363,9 +363,10 @@ def legibility(rec, generated: dict, real_offsets: list, real_texts: list) -> di
 QUICK = dict(texts=26, hard=13, forms=10, nll_lines=120)   # ``--quick``: a few minutes, for development
 
 
-def _sample_sets(hw, styles, sets: dict, bias: float, seed: int) -> dict:
+def _sample_sets(hw, styles, sets: dict, bias: float, seed: int, proofread: bool = True) -> dict:
     """Each text set's texts split round-robin over the styles and sampled as ``write`` samples
-    them (implausible lines resampled): set -> style -> lines."""
+    them (implausible lines resampled, misread ones written again with ``proofread``): set ->
+    style -> lines."""
     out = {}
     for name, texts in sets.items():
         out[name] = {}
@@ -373,7 +374,7 @@ def _sample_sets(hw, styles, sets: dict, bias: float, seed: int) -> dict:
             mine = texts[k::len(styles)]
             lines = []
             for s in range(0, len(mine), 16):
-                lines += hw.lines(mine[s:s + 16], style=st, options=SamplingOptions(bias=bias, seed=seed),
+                lines += hw.lines(mine[s:s + 16], style=st, options=SamplingOptions(bias=bias, seed=seed, proofread=proofread),
                                   line_seeds=list(range(s, s + len(mine[s:s + 16]))), return_phi=True, resample=True)
             if lines:
                 out[name][st or "none"] = lines
@@ -382,7 +383,7 @@ def _sample_sets(hw, styles, sets: dict, bias: float, seed: int) -> dict:
 
 def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions.bias, seed=0, recognizer=None,
                progress=True, quick=False, hard=None, forms=40, judge=True, style_encoder=None,
-               hard_alphabet: str | None = None) -> dict:
+               hard_alphabet: str | None = None, proofread: bool = True) -> dict:
     """The ``handsynth eval`` report (JSON + Markdown + sheets) in ``out``: on held-out IAM-OnDB
     texts and on the hard-text set (``measures.load_hard_texts``; ``hard`` of them, default all),
     never mixed: completion, pen lifts, CER overall and by character class by our recogniser and
@@ -390,7 +391,9 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     baseline and size drift, end-of-line strays, and writer retrieval over ``forms`` held-out
     forms (``style_fidelity``). ``quick``: the ``QUICK`` sizes. ``hard_alphabet``: only the hard
     texts these characters can write too (to compare a model with a larger alphabet on the texts
-    another one writes)."""
+    another one writes). ``proofread``: as ``write`` writes by default, the recogniser reading
+    each line and a misread one written again; our recogniser's CER then flatters (it chose),
+    and Tesseract is the independent reader."""
     import handsynth
     from . import judge as tesseract
     from .data.corpus import load_corpus
@@ -406,7 +409,7 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     report: dict = {"model": str(hw.path), "bias": bias, "seed": seed, "texts": texts, "quick": bool(quick),
                     "sampling": {"bias": bias, "seed": seed, "steps_per_char": SamplingOptions.steps_per_char,
                                  "finish_stroke": SamplingOptions.finish_stroke, "bf16": use_bf16(SamplingOptions.bf16),
-                                 "resampled_like_write": True},
+                                 "resampled_like_write": True, "proofread": bool(proofread)},
                     "recognizer": str(rec_path) if rec_path else None}
     if iam is None:
         raise HandsynthError("eval needs --iam PATH (held-out texts and real lines come from IAM-OnDB)")
@@ -438,7 +441,7 @@ def run_report(model=None, iam=None, out="eval", texts=200, bias=SamplingOptions
     report["styles_skipped"] = [s.id for s in handsynth.available_styles() if s.id not in styles]
     say = print if progress else (lambda *a, **k: None)
     say(f"eval: sampling {len(chosen)} held-out and {len(hard_texts)} hard texts over {len(styles)} styles")
-    sampled = _sample_sets(hw, styles, {"iam": chosen, "hard": hard_texts}, bias, seed)
+    sampled = _sample_sets(hw, styles, {"iam": chosen, "hard": hard_texts}, bias, seed, proofread)
     style_lines = sampled["iam"]
     all_lines = [line for ls in style_lines.values() for line in ls]
     hard_lines = [line for ls in sampled["hard"].values() for line in ls]
@@ -565,7 +568,10 @@ def _markdown(report: dict, rec_path, n_texts: int) -> str:
           + (" (quick run)" if r["quick"] else ""), "", "| metric | value |", "| --- | --- |"]
     md += [f"| {k} | {_fmt(v)} |" for k, v in r["headline"].items()]
     md += ["", "## Legibility by character class", "",
-           "CER by reader and text set (errors charged to the reference character's class).", ""]
+           "CER by reader and text set (errors charged to the reference character's class)."
+           + (" The lines were proofread, as `write` writes them: our recogniser chose between two writings of "
+              "each line it misread, so its CER flatters; Tesseract is the independent reader."
+              if r["sampling"].get("proofread") else " Without the proofreading pass."), ""]
     classes = ["all", "lowercase", "capitals", "digits", "punctuation", "symbols"]
     md += ["| text set | reader | " + " | ".join(classes) + " |", "|" + " --- |" * (len(classes) + 2)]
     for set_name, readers in r["cer_by_class"].items():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import HandsynthError
-from .strokes import baseline, bounds, offsets_to_strokes, transform
+from .strokes import baseline, bounds, offsets_to_strokes, strokes_to_offsets, transform
 
 CHAR_WIDTH = 0.95   # average written width of a character in normalised units (IAM-OnDB, measured)
 ALIGNS = ("left", "center", "right")
@@ -59,15 +59,21 @@ class PageOptions:
 def wrap(text: str, width: int) -> list[str]:
     """Text -> lines of at most ``width`` characters. Explicit line breaks are kept, a blank line
     (paragraph break) becomes an empty line; words longer than a line are broken."""
-    lines: list[str] = []
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    return [line for line, _ in wrap_rows(text, width)]
+
+
+def wrap_rows(text: str, width: int) -> list[tuple[str, int]]:
+    """``wrap``, each line with the number of the text's row (line of input) it came from: lines
+    of one row are one run of text, which ``reflow`` may fill again."""
+    lines: list[tuple[str, int]] = []
+    for row, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n")):
         raw = " ".join(raw.split())
         if not raw:
-            if lines and lines[-1] != "":
-                lines.append("")
+            if lines and lines[-1][0] != "":
+                lines.append(("", row))
             continue
-        lines += textwrap.wrap(raw, width, break_long_words=True, break_on_hyphens=True)
-    while lines and lines[-1] == "":
+        lines += [(line, row) for line in textwrap.wrap(raw, width, break_long_words=True, break_on_hyphens=True)]
+    while lines and lines[-1][0] == "":
         lines.pop()
     return lines
 
@@ -130,6 +136,93 @@ class WordSpan:
     text: str
     start: int
     stop: int
+
+
+REFLOW_FILL = 0.98   # reflow fills a line to this share of the writing area's width (room for rounding)
+
+
+def reflow(texts: list[str], offsets: list, words: list, rows: list, opts: PageOptions) -> tuple[list, list, list]:
+    """Lines filled again by their written width, as a person fills the measure. Wrapping counts
+    characters, but written widths vary by style and by text (a paragraph's lines ended anywhere
+    between 60% and 100% of the width, and a wide hand overflowed the page, which shrank all of
+    its writing). Here the words of each run of text (``rows[i]``: the input row line i came
+    from; blank lines and explicit line breaks are kept) are taken as written, with their strokes
+    (``words[i]``: ``WordSpan`` list of line i) and laid out again greedily: each line takes words
+    while their written width, at the page's size of writing (``line_scales``, as ``place`` will
+    measure them), fits ``REFLOW_FILL`` of the width between the margins. A word keeps the gap
+    before it as written; a word that moves after one from another line gets the run's median
+    gap. No word is written again and none is cut.
+
+    Returns (texts, offsets, words) of the new lines: offsets with the baseline straightened
+    (``straighten``) where a run changed, each run as it was where its line breaks stay the
+    same, or where its lines lack a word's strokes."""
+    live = [t and o is not None and len(o) for t, o in zip(texts, offsets)]
+    scales = line_scales([o if ok else None for o, ok in zip(offsets, live)])
+    room = REFLOW_FILL * (opts.width - 2 * opts.margin) / opts.x_height
+    out_t, out_o, out_w = [], [], []
+    i = 0
+    while i < len(texts):
+        j = i + 1
+        while j < len(texts) and live[i] and live[j] and rows[j] == rows[i]:
+            j += 1
+        run = range(i, j)
+        got = _refill(texts, offsets, words, scales, run, room) if live[i] else None
+        if got is None:
+            out_t += [texts[k] for k in run]
+            out_o += [offsets[k] for k in run]
+            out_w += [list(words[k] or []) for k in run]
+        else:
+            out_t += got[0]
+            out_o += got[1]
+            out_w += got[2]
+        i = j
+    return out_t, out_o, out_w
+
+
+def _refill(texts, offsets, words, scales, run, room):
+    """One run of lines filled again (``reflow``), or None when it stays as it is."""
+    items = []   # (word, strokes, left, right, gap before it as written or None, scale)
+    for k in run:
+        spans = words[k] or []
+        if [w.text for w in spans] != texts[k].split(" "):
+            return None
+        strokes, _ = straighten(offsets[k])
+        prev = None
+        for w in spans:
+            st = strokes[w.start:w.stop]
+            if not st:
+                return None
+            pts = np.concatenate(st)
+            left, right = float(pts[:, 0].min()), float(pts[:, 0].max())
+            items.append((w.text, st, left, right, None if prev is None else left - prev, scales[k]))
+            prev = right
+    gaps = [it[4] for it in items if it[4] is not None]
+    usual = float(np.median(gaps)) if gaps else 0.6
+    breaks, width = [], 0.0
+    for n, (_, _, left, right, gap, k) in enumerate(items):
+        w, g = (right - left) * k, (usual if gap is None else gap) * k
+        if n and width + g + w > room:
+            breaks.append(n)
+            width = w
+        else:
+            width += (g if n else 0.0) + w
+    old = list(np.cumsum([len(texts[k].split(" ")) for k in run])[:-1])
+    if breaks == old:
+        return None
+    out_t, out_o, out_w = [], [], []
+    for a, b in zip([0] + breaks, breaks + [len(items)]):
+        strokes, spans, x = [], [], 0.0
+        for n in range(a, b):
+            text, st, left, right, gap, _ = items[n]
+            if n > a:
+                x += usual if gap is None else gap   # (a gap as written follows the word written before it)
+            strokes += [s + np.array([x - left, 0.0], np.float32) for s in st]
+            spans.append(WordSpan(text, len(strokes) - len(st), len(strokes)))
+            x += right - left
+        out_t.append(" ".join(w.text for w in spans))
+        out_o.append(strokes_to_offsets(strokes))
+        out_w.append(spans)
+    return out_t, out_o, out_w
 
 
 @dataclass

@@ -120,13 +120,23 @@ def _turns(strokes: list, swing: float = TURN_SWING) -> np.ndarray:
 
 
 def _levels(turns: np.ndarray) -> tuple[float, float]:
-    """(top, bottom): the median height of the tops, and of the bottoms below half of that (so
-    the turns inside capitals' bowls and bars do not count; the fitted baseline, 0, when
-    fewer than two are). NaN top with fewer than 3 tops."""
+    """(top, bottom): the height of the x-height's tops, and the median height of the bottoms
+    below half of that (so the turns inside capitals' bowls and bars do not count; the fitted
+    baseline, 0, when fewer than two are). NaN top with fewer than 3 tops.
+
+    The tops' level is their median, unless the lowest quarter of them (marks left out: tops
+    under 0.3 of the median) lies well below it: then the tops above 1.5 times that quarter's
+    level are ascenders and capitals, and the median of the rest is the level. So a short line
+    of mostly tall letters ("Elizabeth": 5 of its 9 tops are ascenders) is measured by its
+    x-height, as a longer line is, where most tops are the x-height's."""
     tops = turns[turns[:, 2] > 0, 1]
     if len(tops) < 3:
         return float("nan"), 0.0
     top = float(np.median(tops))
+    body = tops[tops >= 0.3 * top]
+    low = float(np.percentile(body, 25)) if len(body) >= 3 else top
+    if top > 1.5 * low:
+        top = float(np.median(body[body <= 1.5 * low]))
     low = turns[(turns[:, 2] < 0) & (turns[:, 1] < top / 2), 1]
     return top, float(np.median(low)) if len(low) >= 2 else 0.0
 

@@ -211,6 +211,18 @@ def recognize(rec: Recognizer, offsets: list, batch_size: int = 32) -> list[str]
     return result
 
 
+class Reader:
+    """A recogniser as the sampler's proofreading pass uses it (``sampling.proofread``):
+    ``reader(offsets list) -> readings``; ``chars``: the characters it can read (a line with
+    others is not proofread)."""
+
+    def __init__(self, rec: Recognizer):
+        self.rec = rec
+        self.chars = frozenset(rec.alphabet.chars)
+
+    def __call__(self, offsets: list) -> list[str]:
+        return recognize(self.rec, offsets)
+
 
 # checkpoints -------------------------------------------------------------------------------------
 def load_network(path: Path, what: str, command: str, build) -> nn.Module:

@@ -31,6 +31,7 @@ MAX_PASSES = 2            # passes for lines with no plausible candidate (stalle
 MAX_STEPS_PER_CHAR = 22.0 # a line dawdling longer is scribbled (typical: 11-15; measured, see docs/measurements.md)
 WORD_CUT_REACH = 2        # word_strokes: strokes a cut between two words may move to widen the gap between them
 WORD_CUT_STEP = 0.05      # ... at this cost (x-heights of gap) per pen step then on another word than its own
+MARK_SIZE = 0.3           # units: a stroke smaller than this both ways is a mark (a full stop, a comma, a tick)
 LEVEL_MAX = 1.35          # level_sizes: the most a word is grown (or 1 / this shrunk) to the line's mean size
 
 
@@ -41,6 +42,7 @@ class SamplingOptions:
     steps_per_char: float = 24.0  # step cap: 40 + steps_per_char * len(text) (typical 11-15; over 22 is a scribble)
     finish_stroke: bool = True    # after the window passes the text, end the current stroke first
     bf16: bool | None = None      # bfloat16 matmuls; None: where the CPU has bfloat16 arithmetic (hardware.py)
+    proofread: bool = False       # lines the recogniser misreads are written again once (checked_groups)
 
 
 @dataclass
@@ -132,8 +134,9 @@ def same_primer(a: Primer | None, b: Primer | None) -> bool:
 
 
 def same_but_style(a: SamplingOptions, b: SamplingOptions) -> bool:
-    """Whether lines with these options can share a batch: they differ in bias and seed at most."""
-    return replace(a, bias=0.0, seed=0) == replace(b, bias=0.0, seed=0)
+    """Whether lines with these options can share a batch: they differ in bias, seed and whether
+    they are proofread (after sampling) at most."""
+    return replace(a, bias=0.0, seed=0, proofread=False) == replace(b, bias=0.0, seed=0, proofread=False)
 
 
 @torch.no_grad()
@@ -300,21 +303,25 @@ def stop_rule(tb: Tables, rows: np.ndarray, t: int, progress: np.ndarray) -> np.
 
 
 def sample_checked(model, alphabet: Alphabet, mean, std, texts: list[str], seeds: list[int],
-                   options: SamplingOptions, primer: Primer | None, check=None) -> list[Line]:
+                   options: SamplingOptions, primer: Primer | None, check=None, read=None) -> list[Line]:
     """The policy's lines, as ``write`` samples them: each line is started by CANDIDATES
     candidates at once; after NARROW_AT pen steps only the one whose window is furthest along
     goes on, and the first to finish plausibly (no stall, no scribble, no far too wide word) is kept; lines with no
     plausible candidate get one more pass with new seeds. Bounded: at most MAX_PASSES
     passes, and the least bad candidate is kept."""
-    out = checked_groups(model, alphabet, mean, std, [Group(list(texts), list(seeds), options, primer, check)])[0]
+    out = checked_groups(model, alphabet, mean, std, [Group(list(texts), list(seeds), options, primer, check)],
+                         read)[0]
     if isinstance(out, BaseException):
         raise out
     return out
 
 
-def checked_groups(model, alphabet: Alphabet, mean, std, groups: list[Group]) -> list[list[Line] | BaseException]:
+def checked_groups(model, alphabet: Alphabet, mean, std, groups: list[Group],
+                   read=None) -> list[list[Line] | BaseException]:
     """``sample_checked`` for several callers' lines in one batch (``sample_groups``), the
-    further pass too: per group, its lines or the exception that ended it."""
+    further pass too: per group, its lines or the exception that ended it. ``read``: a reader
+    (offsets list -> texts, ``recognizer.reader``) for the groups whose options ask to
+    ``proofread`` (``proofread``)."""
     out = sample_groups(model, alphabet, mean, std, groups, True, candidates=CANDIDATES, score=badness,
                         narrow_at=NARROW_AT)
     for p in range(1, MAX_PASSES):
@@ -336,7 +343,58 @@ def checked_groups(model, alphabet: Alphabet, mean, std, groups: list[Group]) ->
             for k, line in zip(bad[g], lines):
                 if plausible(line) or badness(line) < badness(out[g][k]):
                     out[g][k] = line
+    if read is not None and any(groups[g].options.proofread for g in range(len(groups))):
+        proofread(model, alphabet, mean, std, groups, out, read)
     return out
+
+
+PROOF_CER = 0.1   # proofread: a line read with more errors than this share of its characters is written again
+
+
+def reading_errors(text: str, reading: str) -> float:
+    """The share of a line's characters a reading gets wrong (Levenshtein edits over length)."""
+    from rapidfuzz.distance import Levenshtein
+    return Levenshtein.distance(text, reading) / max(len(text), 1)
+
+
+def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: list, read) -> None:
+    """The proofreading pass, in place on ``checked_groups``' result: the recogniser (``read``)
+    reads every line of the groups that ask for it (``SamplingOptions.proofread``), and each line
+    it reads with more than ``PROOF_CER`` errors is written once more (``CANDIDATES`` new
+    candidates, seeds apart from every earlier pass); the new line is kept when it is read with
+    fewer errors and is plausible (or the old one was not). Bounded: one pass, one batch, only
+    the misread lines. A judge that also chooses is no longer independent: report legibility by
+    another reader (Tesseract) when it is on."""
+    asked = [g for g, lines in enumerate(out) if not isinstance(lines, BaseException) and groups[g].options.proofread]
+    if not asked:
+        return
+    readings = read([line.offsets for g in asked for line in out[g]])
+    errors, at = {}, 0
+    for g in asked:
+        errors[g] = [reading_errors(line.text, r) for line, r in zip(out[g], readings[at:at + len(out[g])])]
+        at += len(out[g])
+    chars = getattr(read, "chars", None)
+    bad = {g: [k for k, e in enumerate(errors[g]) if e > PROOF_CER
+               and (chars is None or set(out[g][k].text) <= chars)] for g in asked}
+    bad = {g: ks for g, ks in bad.items() if ks}
+    if not bad:
+        return
+    order = list(bad)
+    redo = sample_groups(model, alphabet, mean, std,
+                         [replace(groups[g], texts=[groups[g].texts[k] for k in bad[g]],
+                                  seeds=[groups[g].seeds[k] for k in bad[g]]) for g in order],
+                         True, candidates=CANDIDATES, score=badness, first_candidate=MAX_PASSES * CANDIDATES,
+                         narrow_at=NARROW_AT)
+    fresh = [(g, k, line) for g, lines in zip(order, redo) if not isinstance(lines, BaseException)
+             for k, line in zip(bad[g], lines)]
+    for g, lines in zip(order, redo):
+        if isinstance(lines, BaseException):
+            out[g] = lines
+    again = read([line.offsets for _, _, line in fresh]) if fresh else []
+    for (g, k, line), r in zip(fresh, again):
+        old = out[g][k]
+        if reading_errors(line.text, r) < errors[g][k] and (plausible(line) or not plausible(old)):
+            out[g][k] = line
 
 
 def line_width(line: Line) -> float:
@@ -515,7 +573,8 @@ def _behind(text_of_row: np.ndarray, progress: np.ndarray, live: np.ndarray) -> 
 def _trim_run_on(offsets: np.ndarray, phi: np.ndarray, text: str) -> int:
     """Steps to keep: stray marks after the text are dropped. First a last stroke written while
     the window already sat past a final mark (not a letter or digit: the window runs ahead of
-    the pen, and a final t's stem or cross is written while it already sits past the end), or
+    the pen, and a final t's stem or cross is written while it already sits past the end) that
+    follows a mark (a stroke smaller than ``MARK_SIZE``; after a letter it is the mark), or
     one that the window passes the end during, after the final character was written as a
     stroke of its own right of the rest, itself drawn right of everything (e.g. a tick after a
     full stop); then, from the first stroke the eval counts as a stray
@@ -539,15 +598,22 @@ def _trim_last(offsets: np.ndarray, phi: np.ndarray, text: str) -> int:
     end_pos = phi.shape[1] - 1
     focus = phi.argmax(1)
     after = focus[start:] == end_pos
-    if after.mean() > 0.9 and not (text and text[-1].isalnum()):   # a final letter's own stroke stays
-        return start
     prev_start = stroke_ends[-3] + 1 if len(stroke_ends) >= 3 else 0
+    # A final letter's own stroke stays (the window runs ahead of the pen), and so does a final
+    # mark written after a letter: only a stroke after a mark (a small stroke) goes, such as a
+    # second full stop or a bar after one. The window is no guide here: it sat on the full stop
+    # of "thing." all through the g.
     x = np.cumsum(offsets[:, 0])
+    y = np.cumsum(offsets[:, 1])
+    after_mark = max(np.ptp(x[prev_start:start]), np.ptp(y[prev_start:start])) < MARK_SIZE
+    if after.mean() > 0.9 and not (bool(text) and text[-1].isalnum()) and after_mark:
+        return start
     # the previous stroke is the final character on its own (all of it on that character, and
     # right of everything before it, so not an i's dot or a t's cross)
     last_char_done = (bool((focus[prev_start:start] >= end_pos - 1).all()) and prev_start > 0
                       and x[prev_start:start].min() > x[:prev_start].max() + 0.1)
     right_of_all = x[start:].min() > x[:start].max() + 0.2
-    if last_char_done and right_of_all and after.mean() > 0.3:
+    final_letter = bool(text) and text[-1].isalnum()
+    if last_char_done and right_of_all and after.mean() > 0.3 and (final_letter or after_mark):
         return start
     return len(offsets)

@@ -79,7 +79,7 @@ def test_a_failing_check_or_text_ends_only_its_own_group(hw, groups):
 
 def test_threads_writes_share_batches_and_write_what_they_would_alone(hw):
     shared = copy.copy(hw)
-    shared.batcher = Batcher(hw.model, hw.alphabet, hw.mean, hw.std)
+    shared.batcher = Batcher(hw.model, hw.alphabet, hw.mean, hw.std, read=hw.proofreader())   # (as the server's)
     jobs = [("hi there", None, 2.0, 1), ("see you soon", "s03", 1.5, 2), ("tea at five?", "s05", 3.0, 3),
             ("a second line\nand a third", None, 2.0, 4), ("ok", "s03", 2.0, 5), ("fine", None, 0.5, 6)]
     start, out, errors = threading.Barrier(len(jobs)), {}, []
@@ -87,7 +87,7 @@ def test_threads_writes_share_batches_and_write_what_they_would_alone(hw):
     def run(k, text, style, bias, seed):
         try:
             start.wait(10)
-            out[k] = shared.write(text, style=style, bias=bias, seed=seed)
+            out[k] = shared.write(text, style=style, bias=bias, seed=seed, proofread=False)
         except Exception as e:   # (reported below)
             errors.append(e)
 
@@ -100,7 +100,9 @@ def test_threads_writes_share_batches_and_write_what_they_would_alone(hw):
     assert not errors, errors
     assert shared.batcher.largest >= 2 and shared.batcher.batches < len(jobs)
     for k, (text, style, bias, seed) in enumerate(jobs):
-        alone = hw.write(text, style=style, bias=bias, seed=seed)
+        # (without proofreading: whether a line is misread is a threshold, and float rounding
+        # between batch sizes can move a reading across it)
+        alone = hw.write(text, style=style, bias=bias, seed=seed, proofread=False)
         assert [w.text for w in out[k].words] == [w.text for w in alone.words]
         for a, b in zip(out[k].lines, alone.lines):
             _close(a, b, text)

@@ -100,6 +100,18 @@ def test_size_trend():
     assert m.size_trend(line_of_words(words=1, width=1.0)) is None
 
 
+def test_body_height_of_a_word_of_mostly_tall_letters():
+    """A short line whose tops are mostly ascenders ("Elizabeth") has the x-height of a long
+    line of the same letters: the ascenders' tops are set apart from the x-height's."""
+    for n in (12, 16, 40):
+        tall = strokes_to_offsets([square_wave(n, tall_every=4)])   # half the tops 2.5 x as high
+        assert m.body_height(tall) == pytest.approx(1.0, abs=0.06), n
+    mostly = strokes_to_offsets([np.concatenate([square_wave(4, height=2.5), square_wave(4) + [2.0, 0]])
+                                 + [0.0, 0.0]])   # 2 tall tops of 2.5, 2 short
+    assert m.body_height(mostly) < 1.2
+    assert m.body_height(strokes_to_offsets([square_wave(12, height=2.5)])) == pytest.approx(2.5, abs=0.1)   # all capitals
+
+
 def test_page_line_height_spread():
     lines = [line_of_words(lambda x, h=h: np.full_like(x, h)) for h in (0.5, 1.0, 1.5)]
     assert m.page_line_height_spread(lines) == pytest.approx(np.std([0.5, 1, 1.5]) / 1.0, rel=0.05)

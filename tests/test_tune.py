@@ -195,7 +195,8 @@ def test_a_hand_learnt_over_http_is_the_file_the_library_writes_with(tune_server
     px = lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("L"), np.int16)   # noqa: E731
     assert px(tuned.content).shape == px(lib).shape and np.abs(px(tuned.content) - px(lib)).max() <= 1
     a, b = px(plain.content), px(tuned.content)
-    assert a.shape != b.shape or np.abs(a - b).mean() > 1     # the tuned model writes differently
+    # the tuned model writes differently: hundreds of pixels change by much (the same drawing: none)
+    assert a.shape != b.shape or (np.abs(a - b) > 64).mean() > 0.002
 
 
 def test_one_hand_at_a_time_and_a_job_can_be_stopped(hw):

@@ -85,6 +85,66 @@ def test_wrap_keeps_paragraphs_and_breaks():
     assert wrap("x" * 70, 30) == ["x" * 30, "x" * 30, "x" * 10]
 
 
+def test_reflow_fills_lines_by_written_width():
+    """layout.reflow moves whole written words between the lines of one run of text so that each
+    line is as full as the width allows, keeps the gaps as written, and leaves explicit line
+    breaks, blank lines and runs whose breaks already fit as they were."""
+    from handsynth.layout import WordSpan, reflow, wrap_rows
+    from handsynth.strokes import offsets_to_strokes, strokes_to_offsets
+    from test_measures import loops
+
+    def line(n_words, width):   # n words of loops, each `width` units wide, 0.6 apart
+        strokes = [loops(k * (width + 0.6), k * (width + 0.6) + width) for k in range(n_words)]
+        return strokes_to_offsets(strokes), [WordSpan(f"w{k}", k, k + 1) for k in range(n_words)]
+
+    text = "a b c d e f g h\nshort one\n\nlast"
+    wrapped = wrap_rows(text, 8)
+    assert [r for _, r in wrapped] == [0, 0, 1, 1, 2, 3]
+    assert [t for t, _ in wrapped] == ["a b c d", "e f g h", "short", "one", "", "last"]
+    opts = PageOptions(width=600, margin=50, x_height=20.0)          # room: 0.98 * 500 / 20 = 24.5 units
+    texts, offsets, words = [], [], []
+    for t, _ in wrapped:
+        o, w = line(len(t.split()), 2.0) if t else (None, [])
+        texts.append(t)
+        offsets.append(o)
+        words.append([WordSpan(x, a.start, a.stop) for x, a in zip(t.split(), w)])
+    t2, o2, w2 = reflow(texts, offsets, words, [r for _, r in wrapped], opts)
+    # the 8 words of row 0 (2 units each, 0.6 apart: 8 * 2 + 7 * 0.6 = 20.2 units) now fit on one line;
+    # row 1's two lines do too, apart from row 0 (an explicit line break); the blank line and the
+    # last row stay
+    assert t2 == ["a b c d e f g h", "short one", "", "last"]
+    got = offsets_to_strokes(o2[0])
+    assert len(got) == 8 and w2[0] == [WordSpan(x, k, k + 1) for k, x in enumerate("abcdefgh")]
+    lefts, rights = [float(s[:, 0].min()) for s in got], [float(s[:, 0].max()) for s in got]
+    np.testing.assert_allclose(np.subtract(lefts[1:], rights[:-1]), 0.6, atol=0.06)
+    assert o2[3] is offsets[5] and w2[3] == words[5]
+    # a narrow page: the run is broken where the written width runs out, never wider than the room
+    narrow = PageOptions(width=300, margin=50, x_height=20.0)       # room 9.8 units: 3 words a line
+    t3, o3, _ = reflow(texts[:2], offsets[:2], words[:2], [0, 0], narrow)
+    assert t3 == ["a b c", "d e f", "g h"]
+    assert all(np.ptp(np.concatenate(offsets_to_strokes(o))[:, 0]) <= 9.8 for o in o3)
+    # lines whose breaks already fit, or that lack a word's strokes, come back as they were
+    same = reflow(t3, o3, [[WordSpan(x, k, k + 1) for k, x in enumerate(t.split())] for t in t3], [0] * 3, narrow)
+    assert same[0] == t3 and all(a is b for a, b in zip(same[1], o3))
+    assert reflow(texts[:2], offsets[:2], [[], []], [0, 0], opts)[0] == texts[:2]
+
+
+def test_written_pages_fill_their_lines(hw):
+    """A paragraph in a narrow and in a wide hand: its lines, but the last, fill at least 80% of
+    the width between the margins (wrapping by characters left them at 64-90%), none is wider
+    than the page, and every word is written once, in order."""
+    text = ("We are planning a trip to the coast next month, once the weather settles. If you and Peter "
+            "are free, it would be a joy to have you along; the cottage has room for four and the walks by "
+            "the cliffs are beautiful at this time of year.")
+    for style in ("s05", "s16"):
+        d = hw.write(text, style=style, seed=1, width=1000)
+        avail = 1000 - 2 * d.source.page.margin
+        widths = [float(np.ptp(np.concatenate(ln.strokes)[:, 0])) / avail for p in d.pages for ln in p.lines]
+        assert " ".join(ln.text for p in d.pages for ln in p.lines) == text
+        assert [w.text for w in d.words] == text.split()
+        assert min(widths[:-1]) >= 0.8 and max(widths) <= 1.0 + 1e-6, (style, widths)
+
+
 def test_layout_pages_and_alignment():
     opts = PageOptions(width=600, page_height=400, align="right")
     off = np.array([[0, 0, 0], [3, 0.5, 0], [1, -0.5, 1]], np.float32)
@@ -384,6 +444,9 @@ def test_stray_marks_after_the_text_are_trimmed():
     # ... but not when the text ends in a letter: the window runs ahead of the pen, and a final
     # t's stem is written while it already sits past the end ("report" lost its t)
     assert _trim_run_on(off, phi, "abt") == 33
+    # a full stop the pen begins only after the window passed the end stays ("recipe." lost it)
+    off, phi = line([word, (3, 0.0, 3, 0.3)])
+    assert _trim_run_on(off, phi, "ab.") == 23
     # a doubled last mark: a second stroke on the last character standing right of the first
     # (the eval's stray rule, measures.stray_strokes) goes, and whatever follows it
     off, phi = line([word, stop, (3, 0.0, 2, 0.5), (3, 0.0, 2, 0.5)])
@@ -425,6 +488,30 @@ def test_words_are_levelled_to_one_size_along_a_line():
     steady = strokes_to_offsets([loops(i * 4.2, i * 4.2 + 3.5) for i in range(words)])
     assert np.abs(level_sizes(Line(text, steady, False, phi[:len(steady)])) - steady).max() < 0.02
     assert level_sizes(Line(text, off, False, None)) is off
+
+
+def test_proofreading_writes_misread_lines_again(hw):
+    """With ``proofread``, the shipped recogniser reads every line; a line it reads with more than
+    PROOF_CER errors is written once more and the better read writing kept, so no line reads
+    worse than without it, and lines it read well are the same writing."""
+    from handsynth.sampling import PROOF_CER, SamplingOptions, reading_errors
+    texts = ["Invoice 4471 was paid on 29/11/2025.", "Flight BA 2490 boards at gate 36.",
+             "the quick brown fox", "Call 555 0192 after 8 o'clock."]
+    read = hw.proofreader()
+    plain = hw.lines(texts, options=SamplingOptions(seed=2), resample=True)
+    proof = hw.lines(texts, options=SamplingOptions(seed=2, proofread=True), resample=True)
+    before = [reading_errors(t, r) for t, r in zip(texts, read([ln.offsets for ln in plain]))]
+    after = [reading_errors(t, r) for t, r in zip(texts, read([ln.offsets for ln in proof]))]
+    changed = [not np.array_equal(a.offsets, b.offsets) for a, b in zip(plain, proof)]
+    assert any(changed) and sum(after) < sum(before), (before, after)
+    for e0, e1, ch in zip(before, after, changed):
+        assert e1 <= e0 and (ch or e0 == e1) and (not ch or e0 > PROOF_CER)
+    # write proofreads by default (as hw.lines with proofread: the same line), and proofread=False does not
+    text = texts[int(np.argmax(changed))]
+    d = hw.write(text, seed=2)
+    assert d.source.options.proofread and not hw.write(text, seed=2, proofread=False).source.options.proofread
+    np.testing.assert_array_equal(d.lines[0].offsets, hw.lines([text], options=SamplingOptions(seed=2, proofread=True),
+                                                               resample=True)[0].offsets)
 
 
 def test_a_wide_page_wraps_at_the_line_limit(hw):

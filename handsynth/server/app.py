@@ -533,7 +533,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
     batches), ``queue_size`` more wait; ``timeout_s`` is each request's time limit, waiting included.
     ``tune_minutes`` and ``tune_steps`` bound a "learn my hand" job (one at a time)."""
     hw = copy.copy(handwriter if handwriter is not None else load_model())   # (the caller's keeps no batcher)
-    batcher = hw.batcher = Batcher(hw.model, hw.alphabet, hw.mean, hw.std)
+    batcher = hw.batcher = Batcher(hw.model, hw.alphabet, hw.mean, hw.std, read=hw.proofreader())
     pool = WorkerPool(max_concurrent, queue_size)
     cache = DrawingCache(CACHE_SIZE)
     tunes = TuneJobs(hw, tune_minutes, tune_steps)
