@@ -330,12 +330,7 @@ def checked_groups(model, alphabet: Alphabet, mean, std, groups: list[Group],
         bad = {g: ks for g, ks in bad.items() if ks}
         if not bad:
             break
-        order = list(bad)
-        redo = sample_groups(model, alphabet, mean, std,
-                             [replace(groups[g], texts=[groups[g].texts[k] for k in bad[g]],
-                                      seeds=[groups[g].seeds[k] for k in bad[g]]) for g in order],
-                             True, candidates=CANDIDATES, score=badness, first_candidate=p * CANDIDATES,
-                             narrow_at=NARROW_AT)
+        order, redo = _again(model, alphabet, mean, std, groups, bad, p * CANDIDATES)
         for g, lines in zip(order, redo):
             if isinstance(lines, BaseException):
                 out[g] = lines
@@ -346,6 +341,17 @@ def checked_groups(model, alphabet: Alphabet, mean, std, groups: list[Group],
     if read is not None and any(groups[g].options.proofread for g in range(len(groups))):
         proofread(model, alphabet, mean, std, groups, out, read)
     return out
+
+
+def _again(model, alphabet: Alphabet, mean, std, groups: list[Group], bad: dict, first: int) -> tuple[list, list]:
+    """Lines written once more in one batch: ``bad`` maps a group to its lines' places; candidate
+    seeds from ``first`` on. Returns (the groups in order, their new lines or exceptions)."""
+    order = list(bad)
+    redo = sample_groups(model, alphabet, mean, std,
+                         [replace(groups[g], texts=[groups[g].texts[k] for k in bad[g]],
+                                  seeds=[groups[g].seeds[k] for k in bad[g]]) for g in order],
+                         True, candidates=CANDIDATES, score=badness, first_candidate=first, narrow_at=NARROW_AT)
+    return order, redo
 
 
 PROOF_CER = 0.1   # proofread: a line read with more errors than this share of its characters is written again
@@ -379,12 +385,7 @@ def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: li
     bad = {g: ks for g, ks in bad.items() if ks}
     if not bad:
         return
-    order = list(bad)
-    redo = sample_groups(model, alphabet, mean, std,
-                         [replace(groups[g], texts=[groups[g].texts[k] for k in bad[g]],
-                                  seeds=[groups[g].seeds[k] for k in bad[g]]) for g in order],
-                         True, candidates=CANDIDATES, score=badness, first_candidate=MAX_PASSES * CANDIDATES,
-                         narrow_at=NARROW_AT)
+    order, redo = _again(model, alphabet, mean, std, groups, bad, MAX_PASSES * CANDIDATES)
     fresh = [(g, k, line) for g, lines in zip(order, redo) if not isinstance(lines, BaseException)
              for k, line in zip(bad[g], lines)]
     for g, lines in zip(order, redo):
