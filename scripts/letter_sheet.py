@@ -1,7 +1,7 @@
 """docs/letter.png: one letter with an all-capital heading, an address, a date, a time, a phone
 number and a price, written in five styles side by side, for reading by eye.
 
-    python scripts/letter_sheet.py [--out docs/letter.png] [--styles none,s03,s08,s14,s21]
+    python scripts/letter_sheet.py [--out docs/letter.png] [--styles none,s05,s08,s13,s19]
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ LETTER = ("GARDEN CLUB NOTICE\n"
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/letter.png")
-    ap.add_argument("--styles", default="none,s03,s08,s14,s21")
+    ap.add_argument("--styles", default="none,s05,s08,s13,s19")
     ap.add_argument("--width", type=int, default=760)
     a = ap.parse_args()
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
     hw = handsynth.load_model()
     tiles = []
     for style in a.styles.split(","):
@@ -36,7 +36,7 @@ def main():
         d = hw.write(LETTER, style=st, width=a.width, seed=1)
         img = Image.open(io.BytesIO(d.to_png())).convert("RGB")
         label = "the model's own hand" if st is None else f"{st}: {get_style(st).name}"
-        ImageDraw.Draw(img).text((12, 8), label, fill=(150, 40, 40))
+        ImageDraw.Draw(img).text((12, 8), label, fill=(150, 40, 40), font=ImageFont.load_default(size=22))
         tiles.append(img)
     cols = 2
     w = max(t.width for t in tiles)
