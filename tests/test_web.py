@@ -510,7 +510,7 @@ def test_phone_layout(open_page, tmp_path):
     assert_no_sideways_scroll(pg)
 
 
-@pytest.mark.parametrize("where", ["desktop", "phone"])
+@pytest.mark.parametrize("where", ["desktop", pytest.param("phone", marks=pytest.mark.slow)])
 def test_learn_my_hand(open_page, server, tmp_path, where):
     """Several sentences written on the pad with the mouse, the set's progress, "learn my hand"
     run on the server with its progress, the tuned file kept in the browser and sent with each

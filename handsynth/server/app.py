@@ -71,6 +71,7 @@ MAX_REQUEST_CHARS = 1000         # characters of text per request (one write() c
 MAX_BODY_BYTES = 256 * 1024      # bytes of request body (except the two below)
 MAX_WRITE_BODY_BYTES = 1024 * 1024   # POST /v1/write: it may carry a tuned file (``tuned``)
 MAX_TUNE_BODY_BYTES = 2 * 1024 * 1024   # POST /v1/tune: several sentences of handwriting
+DRAIN_BYTES = 8 * 1024 * 1024           # a body over its limit is read and dropped up to this much before the 413
 MAX_TUNED_BYTES = 640 * 1024     # a tuned file sent back (rank-16 changes of the shipped model: ~450 KiB)
 TUNED_CACHE = 4                  # tuned models kept ready, by the SHA-256 of their file
 BODY_TIMEOUT_S = 20.0            # seconds for a request's body to arrive after its head
@@ -424,6 +425,19 @@ class BodyLimit:
 
     async def _too_large(self, scope, receive, send, limit: int):
         kib = limit // 1024
+        # read what is still coming (up to DRAIN_BYTES, within the body's time limit) and drop it:
+        # a socket closed with unread data is reset, and the client would never see the answer
+        drained, deadline = 0, time.monotonic() + self.timeout_s
+        while drained < DRAIN_BYTES:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
         await _json_error(413, f"the request body is larger than the limit of {kib} KiB; "
                                f"send a shorter text or a smaller handwriting sample",
                           {"Connection": "close"})(scope, receive, send)
