@@ -21,7 +21,7 @@ from .errors import HandsynthError
 from .hardware import use_bf16
 from .layout import CHAR_WIDTH
 from .models import SynthesisModel
-from .measures import size_trend, stray_strokes
+from .measures import cer, size_trend, stray_strokes
 from .strokes import baseline, offsets_to_strokes, standardize, strokes_to_offsets
 
 MAX_LINE_CHARS = 120      # characters per sampled line; layout wraps longer text
@@ -357,12 +357,6 @@ def _again(model, alphabet: Alphabet, mean, std, groups: list[Group], bad: dict,
 PROOF_CER = 0.1   # proofread: a line read with more errors than this share of its characters is written again
 
 
-def reading_errors(text: str, reading: str) -> float:
-    """The share of a line's characters a reading gets wrong (Levenshtein edits over length)."""
-    from rapidfuzz.distance import Levenshtein
-    return Levenshtein.distance(text, reading) / max(len(text), 1)
-
-
 def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: list, read) -> None:
     """The proofreading pass, in place on ``checked_groups``' result: the recogniser (``read``)
     reads every line of the groups that ask for it (``SamplingOptions.proofread``), and each line
@@ -377,7 +371,7 @@ def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: li
     readings = read([line.offsets for g in asked for line in out[g]])
     errors, at = {}, 0
     for g in asked:
-        errors[g] = [reading_errors(line.text, r) for line, r in zip(out[g], readings[at:at + len(out[g])])]
+        errors[g] = [cer([r], [line.text]) for line, r in zip(out[g], readings[at:at + len(out[g])])]
         at += len(out[g])
     chars = getattr(read, "chars", None)
     bad = {g: [k for k, e in enumerate(errors[g]) if e > PROOF_CER
@@ -394,7 +388,7 @@ def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: li
     again = read([line.offsets for _, _, line in fresh]) if fresh else []
     for (g, k, line), r in zip(fresh, again):
         old = out[g][k]
-        if reading_errors(line.text, r) < errors[g][k] and (plausible(line) or not plausible(old)):
+        if cer([r], [line.text]) < errors[g][k] and (plausible(line) or not plausible(old)):
             out[g][k] = line
 
 

@@ -494,14 +494,15 @@ def test_proofreading_writes_misread_lines_again(hw):
     """With ``proofread``, the shipped recogniser reads every line; a line it reads with more than
     PROOF_CER errors is written once more and the better read writing kept, so no line reads
     worse than without it, and lines it read well are the same writing."""
-    from handsynth.sampling import PROOF_CER, SamplingOptions, reading_errors
+    from handsynth.measures import cer
+    from handsynth.sampling import PROOF_CER, SamplingOptions
     texts = ["Invoice 4471 was paid on 29/11/2025.", "Flight BA 2490 boards at gate 36.",
              "the quick brown fox", "Call 555 0192 after 8 o'clock."]
     read = hw.proofreader()
     plain = hw.lines(texts, options=SamplingOptions(seed=2), resample=True)
     proof = hw.lines(texts, options=SamplingOptions(seed=2, proofread=True), resample=True)
-    before = [reading_errors(t, r) for t, r in zip(texts, read([ln.offsets for ln in plain]))]
-    after = [reading_errors(t, r) for t, r in zip(texts, read([ln.offsets for ln in proof]))]
+    before = [cer([r], [t]) for t, r in zip(texts, read([ln.offsets for ln in plain]))]
+    after = [cer([r], [t]) for t, r in zip(texts, read([ln.offsets for ln in proof]))]
     changed = [not np.array_equal(a.offsets, b.offsets) for a, b in zip(plain, proof)]
     assert any(changed) and sum(after) < sum(before), (before, after)
     for e0, e1, ch in zip(before, after, changed):
