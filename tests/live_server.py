@@ -2,6 +2,7 @@
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -33,3 +34,22 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+def post_head_and_part(url: str, route: str, body: bytes, ctype: str) -> tuple[int, str, str]:
+    """POST a body over the server's limit as a client would start to: the headers (with the
+    true Content-Length) and the first 64 KiB, then wait for the answer (the server reads what
+    keeps coming, answers and closes; sending the rest would only race its close).
+    -> (status, content type, body)"""
+    u = urlsplit(url)
+    with socket.create_connection((u.hostname, u.port), timeout=30) as sock:
+        head = (f"POST {route} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        sock.sendall(head + body[:65536])
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, content = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    return int(lines[0].split()[1]), headers.get("content-type", ""), content.decode("utf-8", "replace")

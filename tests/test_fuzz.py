@@ -562,27 +562,6 @@ def _run_captured(fn, show_traceback: bool):
         return result, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
 
 
-def _post_oversized(url: str, route: str, body: bytes, ctype: str) -> tuple[int, str, str]:
-    """POST a body over the server's limit as a client would start to: the headers (with the
-    true Content-Length) and the first 64 KiB, then read the answer (the server answers and
-    closes at once; sending the rest would only race its close). -> (status, content type, body)"""
-    import socket
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    with socket.create_connection((u.hostname, u.port), timeout=30) as sock:
-        head = (f"POST {route} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
-        sock.sendall(head + body[:65536])
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, content = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
-    return int(lines[0].split()[1]), headers.get("content-type", ""), content.decode("utf-8", "replace")
-
-
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -649,7 +628,7 @@ def _runner(report_path: str, work: str) -> None:
                                "warnings": [str(w.message)[:200] for w in caught], "left": left,
                                "s": round(time.monotonic() - start, 2), "rss_mb": _rss_mb()}
 
-    from live_server import LiveServer
+    from live_server import LiveServer, post_head_and_part
 
     from handsynth.server import create_app
     from handsynth.server.app import MAX_BODY_BYTES, MAX_TUNE_BODY_BYTES, MAX_WRITE_BODY_BYTES
@@ -663,7 +642,7 @@ def _runner(report_path: str, work: str) -> None:
             body = body if isinstance(body, bytes) else body.encode("utf-8")
             try:
                 if len(body) > limit.get(route, MAX_BODY_BYTES):
-                    status, rtype, text = _post_oversized(server.url, route, body, ctype)
+                    status, rtype, text = post_head_and_part(server.url, route, body, ctype)
                 else:   # a client per case: one case's broken connection is not the next one's
                     with httpx.Client(base_url=server.url, timeout=60) as client:
                         r = client.request(method, route, content=body or None,

@@ -241,3 +241,22 @@ def test_step_linear_prepacked_bfloat16_equals_addmm():
         f32 = StepLinear(W, b, torch.float32)
         assert f32.packed is None
         torch.testing.assert_close(f32(x), torch.addmm(b, x, W.t()))
+
+
+def test_a_model_with_prepared_bfloat16_step_weights_copies_and_pickles():
+    """Tuning deep-copies the shipped model after it has written: the prepared step weights
+    (oneDNN-packed bfloat16 where the CPU has bfloat16 conversions, whose storage cannot be
+    copied) stay behind and are rebuilt, equal, on the copy."""
+    import copy
+    import pickle
+    torch.manual_seed(0)
+    model = Synthesizer(GravesConfig(alphabet_size=12, hidden=16, mixtures=3, window_k=2))
+    before = model.step_weights(torch.bfloat16)
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert "_step_weights" not in twin.__dict__
+        x = torch.randn(3, 3 + 12 + 16).bfloat16()
+        again = twin.step_weights(torch.bfloat16)
+        torch.testing.assert_close(again["layers"][0](x).float(), before["layers"][0](x).float())
+        for p, q in zip(model.parameters(), twin.parameters()):
+            assert torch.equal(p, q)
+    assert "_step_weights" in model.__dict__, "the original keeps its prepared weights"

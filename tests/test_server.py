@@ -16,8 +16,9 @@ from PIL import Image
 
 import handsynth
 from handsynth.server import create_app
-from live_server import LiveServer
-from handsynth.server.app import MAX_BODY_BYTES, MAX_REQUEST_CHARS, MAX_SAMPLE_POINTS, MAX_WRITE_BODY_BYTES
+from live_server import LiveServer, post_head_and_part
+from handsynth.server.app import (DRAIN_BYTES, DRAIN_IDLE_S, MAX_BODY_BYTES, MAX_REQUEST_CHARS, MAX_SAMPLE_POINTS,
+                                  MAX_WRITE_BODY_BYTES)
 
 
 def style_sample(text: str = "hello there", n_strokes: int = 6, per_stroke: int = 24) -> dict:
@@ -274,6 +275,11 @@ def test_body_size_limit(server):
     with httpx.Client(base_url=server.url, timeout=30) as c:  # chunked: no Content-Length
         chunks = iter([big[i:i + 65536] for i in range(0, len(big), 65536)])
         assert_error(c.post("/v1/write", content=chunks, headers={"content-type": "application/json"}), 413)
+    for body in (big, big + b" " * DRAIN_BYTES):   # a client that sends a part and waits: answered
+        t0 = time.monotonic()                      # after a second's silence, not the body's 20 s
+        status, ctype, text = post_head_and_part(server.url, "/v1/write", body, "application/json")
+        assert status == 413 and "larger than the limit" in text and ctype.startswith("application/json")
+        assert time.monotonic() - t0 < DRAIN_IDLE_S + 3
     with httpx.Client(base_url=server.url, timeout=30) as c:  # still serving
         assert c.get("/healthz").status_code == 200
 

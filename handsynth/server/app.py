@@ -72,6 +72,7 @@ MAX_BODY_BYTES = 256 * 1024      # bytes of request body (except the two below)
 MAX_WRITE_BODY_BYTES = 1024 * 1024   # POST /v1/write: it may carry a tuned file (``tuned``)
 MAX_TUNE_BODY_BYTES = 2 * 1024 * 1024   # POST /v1/tune: several sentences of handwriting
 DRAIN_BYTES = 8 * 1024 * 1024           # a body over its limit is read and dropped up to this much before the 413
+DRAIN_IDLE_S = 1.0               # ... while it keeps coming: a client that stopped to wait for the answer gets it
 MAX_TUNED_BYTES = 640 * 1024     # a tuned file sent back (rank-16 changes of the shipped model: ~450 KiB)
 TUNED_CACHE = 4                  # tuned models kept ready, by the SHA-256 of their file
 BODY_TIMEOUT_S = 20.0            # seconds for a request's body to arrive after its head
@@ -396,7 +397,7 @@ class BodyLimit:
             except ValueError:
                 return await _json_error(400, "bad Content-Length header")(scope, receive, send)
             if n > limit:
-                return await self._too_large(scope, receive, send, limit)
+                return await self._too_large(scope, receive, send, limit, drain=n <= DRAIN_BYTES)
         body = bytearray()
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -423,14 +424,16 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope, receive, send, limit: int):
+    async def _too_large(self, scope, receive, send, limit: int, drain: bool = True):
         kib = limit // 1024
-        # read what is still coming (up to DRAIN_BYTES, within the body's time limit) and drop it:
-        # a socket closed with unread data is reset, and the client would never see the answer
+        # read what is still coming (up to DRAIN_BYTES, within the body's time limit, while it
+        # keeps coming) and drop it: a socket closed with unread data is reset, and the client
+        # would never see the answer. A body declared larger than that is answered at once.
         drained, deadline = 0, time.monotonic() + self.timeout_s
-        while drained < DRAIN_BYTES:
+        while drain and drained < DRAIN_BYTES:
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+                wait = min(DRAIN_IDLE_S, deadline - time.monotonic())
+                message = await asyncio.wait_for(receive(), max(0.0, wait))
             except asyncio.TimeoutError:
                 break
             if message["type"] != "http.request":

@@ -166,6 +166,14 @@ class Synthesizer(SynthesisModel):
         out = self.head(torch.cat(outs, 2)).transpose(0, 1)
         return (out, phi.transpose(0, 1)) if return_phi else out
 
+    def __getstate__(self):
+        """Copies and pickles leave out the sampling step's prepared weights (``step_weights``):
+        they are rebuilt on first use, and bfloat16 ones in oneDNN's blocked layout cannot be
+        copied at all."""
+        state = dict(self.__dict__)
+        state.pop("_step_weights", None)
+        return state
+
     @torch.no_grad()
     def step_weights(self, dtype: torch.dtype = torch.float32) -> dict:
         """The weights of a sampling step, prepared once per batch: per layer the input and
