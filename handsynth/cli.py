@@ -352,7 +352,8 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="the web page and HTTP API")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=_port, default=8000)
-    v.add_argument("--model", help=MODEL_HELP)
+    v.add_argument("--model", action="append", help=MODEL_HELP + "; repeat it to serve several (the first is the "
+                   "default, a request picks another by name: GET /v1/models)")
     v.add_argument("--max-concurrent", type=_ranged(int, 1, 1024, "a whole number from 1 to 1024"), default=32, metavar="N",
                    help="requests written at once, their lines sampled together (default 32)")
     v.add_argument("--queue-size", type=_ranged(int, 0, 100_000, "a whole number from 0 to 100000"), default=64, metavar="N",

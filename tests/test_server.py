@@ -183,7 +183,7 @@ BAD = [
     ({"style": "../../../etc/passwd"}, "unknown style"),
     ({"style": "x" * 65}, "style"),
     ({"path": "/etc/passwd"}, "path: unknown field"),
-    ({"model": "/tmp/evil.pt"}, "model: unknown field"),
+    ({"model": "/tmp/evil.pt"}, "unknown model '/tmp/evil.pt': this server writes with lstm"),   # names only, never a path
     ({"style_sample": {"text": "short", "strokes": style_sample()["strokes"]}}, "too short"),
     ({"style_sample": style_sample(n_strokes=1, per_stroke=10)}, "only 10 points"),
     ({"style_sample": _many_points(MAX_SAMPLE_POINTS + 1)}, f"limit is {MAX_SAMPLE_POINTS}"),
@@ -553,3 +553,36 @@ def test_slow_clients_are_timed_out_and_others_served(hw):
         assert Quick.closed_slow >= 2
         r = c.post("/v1/write", json={"text": "still here", "seed": 2})   # a keep-alive client is untouched
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+
+# ----------------------------------------------------------------------------- several models
+
+def test_a_server_with_two_models_writes_with_the_one_a_request_names(hw, tiny_model):
+    """The shipped LSTM (the default) and a model file trained by `handsynth train`: listed by
+    GET /v1/models, picked by name, each writing its own drawing; an unknown name and a tuned
+    file for the other model get one clear line."""
+    from handsynth.server.app import serve
+    tiny = handsynth.load_model(tiny_model)
+    text = "".join(c for c in "hello there" if c in tiny.alphabet.chars) or tiny.alphabet.chars[1:6]
+    with LiveServer(create_app(hw, models={"mine": tiny}, max_concurrent=2, queue_size=4, timeout_s=60,
+                               warm_previews=False)) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        listed = c.get("/v1/models").json()["models"]
+        assert [(m["name"], m["arch"], m["default"]) for m in listed] == [("lstm", "graves", True),
+                                                                        ("mine", "graves", False)]
+        assert "IAM-OnDB" in listed[0]["description"] and tiny_model.name in listed[1]["description"]
+        assert c.get("/healthz").json()["models"] == ["lstm", "mine"]
+        body = {"text": text, "seed": 3, "format": "svg"}
+        default = c.post("/v1/write", json=body)
+        named_default = c.post("/v1/write", json={**body, "model": "lstm"})
+        mine = c.post("/v1/write", json={**body, "model": "mine"})
+        assert default.status_code == named_default.status_code == mine.status_code == 200
+        assert default.content == named_default.content
+        assert mine.content != default.content        # another network wrote it
+        assert mine.content == tiny.write(text, seed=3).render("svg")[0]   # ... the file's, as the library writes it
+        assert_error(c.post("/v1/write", json={**body, "model": "gpt"}), 400, "unknown model 'gpt'")
+        r = c.post("/v1/write", json={**body, "model": "gpt"})
+        assert "lstm, mine" in r.json()["error"]
+        assert_error(c.post("/v1/write", json={**body, "model": "mine", "tuned": "bm90IGEgZmlsZQ=="}), 400,
+                     "change to this server's default model (lstm)")
+    with pytest.raises(handsynth.HandsynthError, match="two models are named 'lstm'"):
+        serve(model=["lstm", "lstm"])

@@ -640,3 +640,35 @@ def test_pages_load_nothing_from_other_hosts(server):
                     files.append(ref)
         hosts = {urllib.parse.urlsplit(u).hostname for u in re.findall(r"https?://[^\s\"'`)<>]+", text)}
         assert hosts <= {"127.0.0.1", "localhost"}, (path, hosts)
+
+
+def test_the_model_picker_lists_the_servers_models_and_sends_the_choice(browser, page, tiny_model):
+    """With one model the picker is hidden; a server with two shows both (the default chosen),
+    and the request carries the chosen one's name (none for the default), whose drawing is shown."""
+    assert page.locator("#model").is_hidden() and page.locator("#model-label").is_hidden()
+    tiny = handsynth.load_model(tiny_model)
+    text = "".join(c for c in "hello there" if c in tiny.alphabet.chars) or tiny.alphabet.chars[1:6]
+    with LiveServer(create_app(handsynth.load_model(), models={"mine": tiny}, max_concurrent=2, queue_size=4,
+                               timeout_s=60, warm_previews=False)) as s:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        pg = context.new_page()
+        errors = watch_errors(pg)
+        pg.goto(s.url + "/")
+        pg.wait_for_selector("body[data-ready='1']", timeout=15000)
+        assert pg.locator("#model").is_visible()
+        assert pg.eval_on_selector_all("#model option", "os => os.map(o => [o.value, o.selected])") == \
+            [["lstm", True], ["mine", False]]
+        pg.uncheck("#animate")
+        pg.fill("#text", text)
+        shown = {}
+        for choice, sent in (("mine", "mine"), ("lstm", None)):
+            pg.select_option("#model", choice)
+            with pg.expect_request(lambda r: r.url.endswith("/v1/write")) as req:
+                pg.click("#generate")
+            assert req.value.post_data_json.get("model") == sent
+            wait_for_result(pg, shown.get("mine", (None,))[0])
+            shown[choice] = (pg.eval_on_selector("#result", "img => img.src"), shown_png(pg))
+        a, b = shown["mine"][1], shown["lstm"][1]   # two networks' drawings on the page
+        assert a.shape != b.shape or np.abs(a.astype(float) - b.astype(float)).max() > 100
+        context.close()
+        assert not errors, errors

@@ -79,6 +79,7 @@ BODY_TIMEOUT_S = 20.0            # seconds for a request's body to arrive after 
 MAX_SAMPLE_POINTS = 6000         # points in a handwriting sample (style_sample)
 MIN_WIDTH, MAX_WIDTH = 300, 2400  # page width in pixels
 MAX_SEED = 2**31 - 1
+MAX_MODEL_NAME = 100
 MAX_STYLE_ID = 64
 MAX_CONCURRENT = 32              # requests written at once (their lines share sampling batches)
 QUEUE_SIZE = 64                  # requests waiting beyond those; more get 503
@@ -193,6 +194,8 @@ class WriteRequest(BaseModel):
                               description=f"page width in pixels (default {PageOptions.width}); not with paper")
     page: int = Field(1, ge=1, le=1000, description="which page (PDF and InkML hold all; the others one)")
     skip_unknown: bool = Field(False, description="drop characters the model cannot write instead of refusing")
+    model: str | None = Field(None, max_length=MAX_MODEL_NAME,
+                              description="which of this server's models writes (GET /v1/models); default: the first")
     tuned: str | None = Field(None, max_length=(MAX_TUNED_BYTES * 4) // 3 + 4,
                               description="a model tuned to your hand (POST /v1/tune), as base64 of its file: "
                                           "writes in that hand (with style_sample, your sentence primes it too)")
@@ -226,6 +229,17 @@ class StyleInfo(BaseModel):
 
 class StyleList(BaseModel):
     styles: list[StyleInfo]
+
+
+class ModelEntry(BaseModel):
+    name: str
+    arch: str
+    description: str
+    default: bool
+
+
+class ModelList(BaseModel):
+    models: list[ModelEntry]
 
 
 class SampleCheck(BaseModel):
@@ -544,13 +558,24 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                max_body_bytes: int = MAX_BODY_BYTES, max_sample_points: int = MAX_SAMPLE_POINTS,
                warm_previews: bool = True, body_timeout_s: float = BODY_TIMEOUT_S,
                max_write_body_bytes: int = MAX_WRITE_BODY_BYTES, max_tune_body_bytes: int = MAX_TUNE_BODY_BYTES,
-               tune_minutes: float = TUNE_MINUTES, tune_steps: int = TUNE_STEPS) -> FastAPI:
+               tune_minutes: float = TUNE_MINUTES, tune_steps: int = TUNE_STEPS,
+               models: dict | None = None) -> FastAPI:
     """The ASGI app. ``handwriter``: a loaded model (default: ``handsynth.load_model()``), shared
-    by every request. ``max_concurrent`` requests are written at once (their lines share sampling
-    batches), ``queue_size`` more wait; ``timeout_s`` is each request's time limit, waiting included.
-    ``tune_minutes`` and ``tune_steps`` bound a "learn my hand" job (one at a time)."""
+    by every request. ``models``: more loaded models a request may choose by name (``model``;
+    GET /v1/models), ``handwriter`` being the default (named ``model_name``); each samples in
+    batches of its own. ``max_concurrent`` requests are written at once (their lines share
+    sampling batches), ``queue_size`` more wait; ``timeout_s`` is each request's time limit,
+    waiting included. ``tune_minutes`` and ``tune_steps`` bound a "learn my hand" job (one at a
+    time; it tunes the default model)."""
     hw = copy.copy(handwriter if handwriter is not None else load_model())   # (the caller's keeps no batcher)
-    batcher = hw.batcher = Batcher(hw.model, hw.alphabet, hw.mean, hw.std, read=hw.proofreader())
+    writers: dict[str, Handwriter] = {model_name(hw): hw}
+    for name, other in (models or {}).items():
+        if name in writers:
+            raise HandsynthError(f"two models are named {name!r}: give each model a file name of its own")
+        writers[name] = copy.copy(other)
+    for w in writers.values():
+        w.batcher = Batcher(w.model, w.alphabet, w.mean, w.std, read=w.proofreader())
+    batcher = hw.batcher
     pool = WorkerPool(max_concurrent, queue_size)
     cache = DrawingCache(CACHE_SIZE)
     tunes = TuneJobs(hw, tune_minutes, tune_steps)
@@ -564,7 +589,8 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
             threading.Thread(target=_warm_previews, name="handsynth-previews", daemon=True).start()
         yield
         pool.shutdown()
-        batcher.close()
+        for w in writers.values():
+            w.batcher.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -576,6 +602,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                     "errors are JSON `{\"error\": message}` with a 4xx status (503/504 when busy or too slow).",
     )
     app.state.handwriter, app.state.pool, app.state.cache, app.state.batcher = hw, pool, cache, batcher
+    app.state.writers = writers
     app.state.timeout_s = timeout_s
     app.state.tunes = tunes
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s,
@@ -652,7 +679,21 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                 tuned_writers.popitem(last=False)
         return out, key
 
+    def chosen(req: WriteRequest) -> Handwriter:
+        """The model a request names (the default when it names none)."""
+        if req.model is None or not req.model.strip():
+            return hw
+        if req.model not in writers:
+            raise HandsynthError(f"unknown model {req.model!r}: this server writes with {', '.join(writers)} "
+                                 f"(GET /v1/models)")
+        w = writers[req.model]
+        if req.tuned and w is not hw:
+            raise HandsynthError(f"'tuned' is a change to this server's default model ({model_name(hw)}): "
+                                 f"leave 'model' out, or send no tuned file")
+        return w
+
     def prepare(req: WriteRequest, writer: tuple | None = None) -> _Prepared:
+        base = chosen(req)
         text = req.text
         if not text.strip():
             raise HandsynthError("empty text: give at least one character to write")
@@ -661,7 +702,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                                  f"{max_text_chars} per request")
         for row in text.split("\n"):
             if row.strip():
-                hw.alphabet.normalize(row, req.skip_unknown)
+                base.alphabet.normalize(row, req.skip_unknown)
         if req.style is not None and req.style_sample is not None:
             raise HandsynthError("give either 'style' (a built-in style) or 'style_sample' (your own sample), not both")
         style, style_key = None, None
@@ -672,7 +713,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                                      f"(write one line, or send fewer points per stroke)")
             doc = req.style_sample.model_dump()
             style = style_from_json(doc)
-            hw.alphabet.normalize(style.text, False)
+            base.alphabet.normalize(style.text, False)
             style_key = hashlib.sha256(json.dumps([doc["text"], doc["strokes"], doc["y_axis"]]).encode()).hexdigest()
         elif req.style is not None and req.style.strip():
             style = find_style(req.style)
@@ -683,8 +724,8 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                   pen=req.pen, ink_variation=req.ink_variation, seed=req.seed)
         if page.sheet:
             ink = sheet_ink(ink)
-        w, tuned_key = writer if writer is not None else (hw, None)
-        key = (text, req.skip_unknown, style_key, req.bias, req.seed, page, tuned_key)
+        w, tuned_key = writer if writer is not None else (base, None)
+        key = (text, req.skip_unknown, style_key, req.bias, req.seed, page, tuned_key, model_name(base))
         return _Prepared(key, text, style, req, w, ink, page, output)
 
     # -- the work done in a worker thread
@@ -754,6 +795,7 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
         ``[[number, text, x0, y0, x1, y1], ...]``, their boxes as fractions of the page's width and
         height; send ``redo: {number: seed}`` with the same request to write words again."""
         started = time.monotonic()
+        chosen(req)   # (an unknown model, or a tuned file for another model, is said before the file is read)
         writer = await asyncio.to_thread(writer_for, req.tuned) if req.tuned else None
         p = prepare(req, writer)
         result = await run_job(request, lambda job: produce(p, job), started)
@@ -768,6 +810,13 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
         if req.format in ("svg", "inkml"):
             headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
         return Response(data, media_type=MEDIA[req.format], headers=headers)
+
+    @app.get("/v1/models", tags=["writing"], response_model=ModelList)
+    async def list_models():
+        """The models this server writes with; a write request picks one by ``name`` as
+        ``model`` (the ``default`` one when it names none; a tuned file is a change to it)."""
+        return {"models": [{"name": name, "arch": w.arch, "description": model_description(w), "default": w is hw}
+                           for name, w in writers.items()]}
 
     @app.get("/v1/styles", tags=["styles"], response_model=StyleList)
     async def styles():
@@ -898,8 +947,11 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
                 "served": pool.served, "rejected": pool.rejected, "timed_out": pool.timed_out,
                 "abandoned": pool.abandoned,
                 "tuning": {"running": tunes.running() is not None, "finished": tunes.finished},
-                "batches": {"sampled": batcher.batches, "lines": batcher.lines, "most_requests": batcher.largest,
-                            "waiting": batcher.waiting}}
+                "models": list(writers),
+                "batches": {"sampled": sum(w.batcher.batches for w in writers.values()),
+                            "lines": sum(w.batcher.lines for w in writers.values()),
+                            "most_requests": max(w.batcher.largest for w in writers.values()),
+                            "waiting": sum(w.batcher.waiting for w in writers.values())}}
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -914,15 +966,37 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
     return app
 
 
+def model_name(hw: Handwriter) -> str:
+    """A served model's name: its shipped name, else its file's name without the suffix."""
+    if hw.name:
+        return hw.name
+    return hw.path.stem if getattr(hw, "path", None) is not None else "default"
+
+
+def model_description(hw: Handwriter) -> str:
+    from .. import MODELS
+    if hw.name in MODELS:
+        return MODELS[hw.name].description
+    return f"{hw.arch} model from the file {hw.path.name}" if getattr(hw, "path", None) is not None else hw.arch
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, model=None, **options) -> None:
-    """Load the model (``model``: a path, or None for the shipped one) and serve the page and API
-    until interrupted. ``options`` go to ``create_app`` (max_concurrent, queue_size, timeout_s...)."""
+    """Load the model(s) and serve the page and API until interrupted. ``model``: a shipped
+    name or a path, or a list of them (the first is the default; a request picks another by
+    name), or None for the shipped default. ``options`` go to ``create_app`` (max_concurrent,
+    queue_size, timeout_s...)."""
     import uvicorn
 
     from .connections import server_config
 
-    hw = load_model(model)
-    app = create_app(hw, **options)
+    given = list(model) if isinstance(model, (list, tuple)) else [model]
+    loaded = [load_model(m) for m in given or [None]]
+    others = {}
+    for w in loaded[1:]:
+        if model_name(w) in others or model_name(w) == model_name(loaded[0]):
+            raise HandsynthError(f"two models are named {model_name(w)!r}: give each model a file name of its own")
+        others[model_name(w)] = w
+    app = create_app(loaded[0], models=others, **options)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"handsynth: warning: listening on {host}, reachable from other machines")
     print(f"handsynth: serving on http://{'[' + host + ']' if ':' in host else host}:{port}/ "

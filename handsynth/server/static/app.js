@@ -12,6 +12,7 @@ const state = {
             max_sample_points: 6000 },
   prompts: ["The quick brown fox jumps over the lazy dog."],
   tunePrompts: ["The quick brown fox jumps over the lazy dog."],   // the set "learn my hand" asks for
+  defaultModel: null,   // the server's default model (GET /v1/models)
   tuneJob: null,        // the tuning job being run: {id, status_url}
   sessionSet: null,     // the set and the learnt hand, if local storage is unavailable
   sessionTuned: null,
@@ -334,6 +335,24 @@ async function buildStylePicker() {
   selectStyle(storedStyle());
 }
 
+// ---------------------------------------------------------------- the model (GET /v1/models)
+
+// The picker shows only where the server has more than one model; the default is preselected.
+function showModels(models) {
+  const select = $("model");
+  const fallback = models.find((m) => m.default) || models[0];
+  state.defaultModel = fallback ? fallback.name : null;
+  select.replaceChildren(...models.map((m) => {
+    const o = document.createElement("option");
+    o.value = m.name;
+    o.textContent = m.default ? `${m.name} (default)` : m.name;
+    o.title = m.description;
+    o.selected = m.name === state.defaultModel;
+    return o;
+  }));
+  select.hidden = $("model-label").hidden = models.length < 2;
+}
+
 // ---------------------------------------------------------------- generating
 
 function requestBody(format) {
@@ -354,6 +373,8 @@ function requestBody(format) {
     pen: $("pen").value,
     format,
   };
+  const model = $("model");
+  if (!model.hidden && model.value && model.value !== state.defaultModel) body.model = model.value;
   if ($("paper").value) {
     body.paper = $("paper").value;
     if ($("landscape").checked) body.landscape = true;
@@ -368,7 +389,9 @@ function requestBody(format) {
     if (!sample) throw new Error("Your handwriting sample is gone: write one below, or pick another style.");
     body.style_sample = { text: sample.text, strokes: sample.strokes, y_axis: "down" };
     const tuned = getTuned();
-    if (tuned) body.tuned = tuned.model;   // tuning and priming add up
+    // tuning and priming add up; a learnt hand is a change to the server's default model, so
+    // another model is primed with the sample alone
+    if (tuned && !body.model) body.tuned = tuned.model;
   }
   return body;
 }
@@ -1077,6 +1100,11 @@ async function init() {
     }
   } catch (err) {
     showError(`Could not load the server's settings: ${err.message}`);
+  }
+  try {
+    showModels((await (await api("/v1/models")).json()).models || []);
+  } catch (err) {
+    showError(`Could not load the server's models: ${err.message}`);
   }
   showSet();
   await buildStylePicker();
