@@ -294,6 +294,22 @@ def slant_deg(offsets: np.ndarray) -> float:
     return float(angle[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
+def wobble_deg(offsets: np.ndarray, min_move: float = 0.01) -> float:
+    """How shaky the pen is, in degrees: the mean absolute change of the turning angle from one
+    pen-down move to the next (moves under ``min_move`` x-heights skipped), so a straight line
+    or a circle scores 0 and noise on the pen scores high. NaN without three moves in a stroke."""
+    changes = []
+    for s in offsets_to_strokes(offsets):
+        d = np.diff(np.asarray(s, np.float64), axis=0)
+        d = d[np.hypot(d[:, 0], d[:, 1]) >= min_move]
+        if len(d) < 3:
+            continue
+        a = np.arctan2(d[:, 1], d[:, 0])
+        turn = np.angle(np.exp(1j * np.diff(a)))          # each turn in (-pi, pi]
+        changes.append(np.abs(np.angle(np.exp(1j * np.diff(turn)))))
+    return float(np.degrees(np.concatenate(changes).mean())) if changes else float("nan")
+
+
 def style_features(offsets: np.ndarray, text: str) -> dict[str, float]:
     """Interpretable features of a line's hand:
 

@@ -176,3 +176,15 @@ def test_style_features():
     assert m.style_features(tall, "nnnnnn")["ascender_ratio"] == pytest.approx(2.5, rel=0.05)
     assert f["ascender_ratio"] == pytest.approx(1.0, rel=0.03)
     assert m.body_height(tall) == pytest.approx(1.0, rel=0.03)
+
+
+def test_wobble_is_zero_on_lines_and_circles_and_grows_with_noise():
+    t = np.linspace(0, 2 * np.pi, 80)
+    circle = np.c_[np.cos(t), np.sin(t)]
+    line = np.c_[np.linspace(0, 3, 40), np.zeros(40)]
+    assert m.wobble_deg(strokes_to_offsets([line])) == pytest.approx(0, abs=1e-6)
+    assert m.wobble_deg(strokes_to_offsets([circle])) == pytest.approx(0, abs=1e-3)
+    rng = np.random.default_rng(0)
+    shaky = [m.wobble_deg(strokes_to_offsets([circle + rng.normal(0, sd, circle.shape)])) for sd in (0.005, 0.02)]
+    assert 0 < shaky[0] < shaky[1]
+    assert np.isnan(m.wobble_deg(strokes_to_offsets([line[:3]])))   # two moves: no change of turn
