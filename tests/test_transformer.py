@@ -72,6 +72,48 @@ def test_the_loss_trains(tiny):
     assert (nll / count).item() < 0.7 * first
 
 
+def test_guided_attention_is_zero_on_the_diagonal_and_the_warmup_adds_it(tiny):
+    from handsynth.models.transformer.network import guided_attention
+    T, U = 40, 8
+    diagonal = torch.zeros(1, T, U)
+    diagonal[0, torch.arange(T), (torch.arange(T) * U) // T] = 1
+    late = torch.zeros(1, T, U)
+    late[0, :, -1] = 1                                   # every step looks at the last character
+    steps, chars = torch.tensor([T]), torch.tensor([U])
+    on, off = guided_attention(diagonal, steps, chars), guided_attention(late, steps, chars)
+    assert on < 0.05 * T and off > 0.5 * T
+    assert guided_attention(late, torch.tensor([10]), chars) < off   # padding steps never count
+    # the full forward's last-layer attention (the alignment sampling reads) with the same logits
+    lines = _lines(8, seed=2)
+    batch = make_batch(lines, ["abc", "de fg", "hij", "a b", "cde", "fgh", "ij a", "bcd"], ALPHABET,
+                       np.zeros(2, np.float32), np.ones(2, np.float32))
+    codes = batch.text
+    inputs = torch.full((8, 12), tiny.START)
+    with torch.no_grad():
+        plain = tiny(inputs, codes)
+        logits, attn = tiny(inputs, codes, attention=True)
+        torch.testing.assert_close(logits, plain, atol=1e-5, rtol=1e-5)
+        assert attn.shape == (8, 12, codes.shape[1])
+        torch.testing.assert_close(attn.sum(-1), torch.ones(8, 12))
+        assert (attn[codes[:, None, :].expand_as(attn) == 0] == 0).all()   # no weight on padding
+        base, count = tiny.loss(batch)
+        guided, count2 = tiny.loss(batch, warmup=0.5)
+    assert count2 == count and guided > base                          # the penalty adds on during the warm-up
+    model = Transformer(tiny.config)                                  # ... and training lowers it
+    model.load_state_dict(tiny.state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(25):
+        nll, count = model.loss(batch, warmup=1.0)
+        opt.zero_grad()
+        (nll / count).backward()
+        opt.step()
+        with torch.no_grad():
+            pen = (model.loss(batch, warmup=1.0)[0] - model.loss(batch)[0]).item()
+        first = pen if first is None else first
+    assert pen < 0.8 * first
+
+
 MEAN, STD = np.array([0.3, -0.1], np.float32), np.array([1.5, 0.8], np.float32)
 
 

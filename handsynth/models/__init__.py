@@ -67,6 +67,7 @@ class SynthesisModel(nn.Module):
     arch: ClassVar[str]     # the family's name in model files
     Config: ClassVar[type]  # its frozen config dataclass
     mixes_styles: ClassVar[bool] = False   # start() takes batches whose texts have different primers
+    alignment: ClassVar[str] = "attention window"   # what its recorded alignment is, for plots
 
     def loss(self, batch, warmup: float = 0.0):
         raise NotImplementedError

@@ -41,6 +41,7 @@ MIN_TOP_P = 0.5
 # the head and embedding were most of a small model's time), d 256, 4 layers.
 CPU_PRESET = dict(d_model=256, layers=4, heads=4, d_ff=1024, angle_bins=64, radius_bins=32)
 FIT_LINES = 2000          # training lines the tokenizer's radius bins are fitted to
+GUIDE_WIDTH = 0.2         # guided attention (training's warm-up): the diagonal's width, as a share of the line
 
 
 @dataclass(frozen=True)
@@ -110,23 +111,34 @@ class _Block(nn.Module):
         self.ln3 = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d))
 
-    def forward(self, x, causal: bool, self_mask=None, memory=None, memory_mask=None):
+    def forward(self, x, causal: bool, self_mask=None, memory=None, memory_mask=None, weights: bool = False):
+        """``weights``: also return the cross-attention's weights averaged over heads (B, T, U)
+        (computed explicitly instead of by the fused kernel)."""
         h = self.ln1(x)
         a = self.self_attn
         q = a.split(a.q(h))
         k, v = a.keys_values(h)
         x = x + a.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask, is_causal=causal))
+        w = None
         if self.cross_attn is not None:
             c = self.cross_attn
             q = c.split(c.q(self.ln2(x)))
             k, v = c.keys_values(memory)
-            x = x + c.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=memory_mask))
-        return x + self.mlp(self.ln3(x))
+            if weights:
+                scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+                p = torch.softmax(scores.float().masked_fill(~memory_mask, float("-inf")), -1)
+                x = x + c.merge((p.to(v.dtype) @ v))
+                w = p.mean(1)
+            else:
+                x = x + c.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=memory_mask))
+        x = x + self.mlp(self.ln3(x))
+        return (x, w) if weights else x
 
 
 class Transformer(SynthesisModel):
     arch = "transformer"
     Config = TransformerConfig
+    alignment = "cross-attention (last layer, heads averaged)"
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -184,19 +196,30 @@ class Transformer(SynthesisModel):
         return self._tok().encode(offsets, feedback=True)
 
     # -- training -------------------------------------------------------------------------------
-    def forward(self, inputs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """(B, T) input token ids, (B, U) codes -> (B, T, vocab + 1) next-token logits."""
+    def forward(self, inputs: torch.Tensor, codes: torch.Tensor, attention: bool = False):
+        """(B, T) input token ids, (B, U) codes -> (B, T, vocab + 1) next-token logits; with
+        ``attention``, also the last layer's cross-attention (B, T, U), heads averaged (the
+        alignment sampling reads)."""
         T = inputs.shape[1]
         if T > self.config.max_steps:
             raise HandsynthError(f"{T} pen steps are more than this transformer's context of {self.config.max_steps}")
         memory, mask = self.encode_text(codes)
         x = self.tokens(inputs) + self.step_pos(torch.arange(T))
-        for blk in self.blocks:
-            x = blk(x, causal=True, memory=memory, memory_mask=mask)
-        return self.head(self.ln(x))
+        w = None
+        for i, blk in enumerate(self.blocks):
+            if attention and i == len(self.blocks) - 1:
+                x, w = blk(x, causal=True, memory=memory, memory_mask=mask, weights=True)
+            else:
+                x = blk(x, causal=True, memory=memory, memory_mask=mask)
+        logits = self.head(self.ln(x))
+        return (logits, w) if attention else logits
 
     def loss(self, batch, warmup: float = 0.0):
-        """Cross-entropy of each line's tokens and its END, given START and the tokens before."""
+        """Cross-entropy of each line's tokens and its END, given START and the tokens before.
+        During the warm-up (``warmup`` > 0, the share of it still ahead) plus ``warmup`` times
+        the guided-attention penalty (``guided_attention``): the last layer's cross-attention
+        is drawn towards the diagonal, as the LSTM's window is guided, which the text's
+        attention otherwise finds only late."""
         B, T = batch.mask.shape
         n = batch.mask.sum(1).long().tolist()
         target = torch.full((B, T + 1), -100, dtype=torch.long)
@@ -207,9 +230,14 @@ class Transformer(SynthesisModel):
             target[b, :n[b]] = tok
             target[b, n[b]] = self.END
             inputs[b, 1:n[b] + 1] = tok
-        logits = self(inputs, batch.text).float()
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
+        if warmup > 0:
+            logits, attn = self(inputs, batch.text, attention=True)
+        else:
+            logits, attn = self(inputs, batch.text), None
+        nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
                               reduction="sum")
+        if attn is not None:
+            nll = nll + warmup * guided_attention(attn, torch.tensor(n) + 1, (batch.text > 0).sum(1))
         return nll, torch.tensor(float(sum(n) + B))
 
     # -- sampling -------------------------------------------------------------------------------
@@ -220,6 +248,21 @@ class Transformer(SynthesisModel):
         if any(p is not primers[0] for p in primers):
             raise HandsynthError("the transformer writes one style per batch: sample other styles' lines apart")
         return TransformerStep(self, tables, primers[0] if primers else None)
+
+
+def guided_attention(attn: torch.Tensor, steps: torch.Tensor, chars: torch.Tensor,
+                     width: float = GUIDE_WIDTH) -> torch.Tensor:
+    """The guided-attention penalty (Tachibana et al. 2018): the attention weight (B, T, U) of
+    each row's first ``steps`` steps over its ``chars`` characters, weighted by
+    ``1 - exp(-(u/U - t/T)^2 / (2 width^2))`` (0 on the diagonal, near 1 far from it), summed.
+    A line written at an even pace attends to its characters in turn; the penalty only says
+    where to start looking."""
+    B, T, U = attn.shape
+    t = (torch.arange(T, dtype=torch.float32)[None, :, None] + 0.5) / steps.float()[:, None, None]
+    u = (torch.arange(U, dtype=torch.float32)[None, None, :] + 0.5) / chars.float().clamp(min=1)[:, None, None]
+    w = 1 - torch.exp(-((u - t) ** 2) / (2 * width ** 2))
+    valid = (torch.arange(T)[None, :, None] < steps[:, None, None]) & (torch.arange(U)[None, None, :] < chars[:, None, None])
+    return (attn.float() * w * valid).sum()
 
 
 def nucleus_draw(logits: torch.Tensor, bias: np.ndarray, u: np.ndarray) -> np.ndarray:
