@@ -174,3 +174,19 @@ def test_the_cpu_preset_and_unknown_presets():
             family.preset("huge", ALPHABET.size)
     with pytest.raises(HandsynthError, match="graves preset 'cpu'"):
         GravesConfig.preset("cpu", ALPHABET.size)
+
+
+def test_a_warm_start_on_a_grown_alphabet_keeps_what_the_old_text_writes(tiny):
+    grown = Alphabet(ALPHABET.chars + "XYZ$")
+    model = Transformer(TransformerConfig(**{**tiny.config.to_dict(), "alphabet_size": grown.size}))
+    model.adopt(tiny.state_dict(), ALPHABET.chars, grown.chars)
+    model.eval()
+    inputs = torch.full((1, 9), tiny.START)
+    with torch.no_grad():
+        old = tiny(inputs, torch.from_numpy(ALPHABET.encode("abc de"))[None])
+        new = model(inputs, torch.from_numpy(grown.encode("abc de"))[None])
+        torch.testing.assert_close(new, old)                      # the old text: the same logits
+        rows = model.chars.weight[[grown.encode(c)[0] for c in "XYZ$"]]
+        assert torch.isfinite(rows).all() and len({tuple(r.tolist()) for r in rows}) == 4   # new, and apart
+    with pytest.raises(Exception, match="must hold every character"):
+        model.adopt(tiny.state_dict(), ALPHABET.chars + "Q", grown.chars)

@@ -176,6 +176,23 @@ class Transformer(SynthesisModel):
         tok = PolarTokenizer.fit([offsets[i] for i in pick], config.angle_bins, config.radius_bins)
         return replace(config, tokenizer=tok.to_dict())
 
+    def adopt(self, state: dict, old_chars: str, new_chars: str) -> None:
+        """Warm start on a grown alphabet (e.g. IAM-OnDB's model on the UNIPEN mix): only the
+        character embedding depends on the alphabet; each known character's row moves to its new
+        place, a new character starts from the mean of the known ones plus a little noise. The
+        tokenizer's bins stay the model's own (they are in its config)."""
+        A = self.config.alphabet_size
+        if len(new_chars) + 1 != A or not set(old_chars) <= set(new_chars):
+            raise HandsynthError("warm start: the new alphabet must hold every character of the old one")
+        state = {k: v.float() for k, v in state.items()}
+        old_of = torch.tensor([0] + [old_chars.index(c) + 1 if c in old_chars else -1 for c in new_chars])
+        E = state["chars.weight"]
+        g = torch.Generator().manual_seed(0)
+        fresh = E[1:].mean(0, keepdim=True) + E[1:].std() * 0.1 * torch.randn(A, E.shape[1], generator=g)
+        state["chars.weight"] = torch.where((old_of >= 0)[:, None], E[old_of.clamp(min=0)], fresh)
+        state["chars.weight"][0] = E[0]   # the padding symbol
+        self.load_state_dict(state)
+
     def _tok(self) -> PolarTokenizer:
         if self.tokenizer is None:
             raise HandsynthError("the transformer's tokenizer is not fitted (Model.fit before training)")
