@@ -190,3 +190,25 @@ def test_a_warm_start_on_a_grown_alphabet_keeps_what_the_old_text_writes(tiny):
         assert torch.isfinite(rows).all() and len({tuple(r.tolist()) for r in rows}) == 4   # new, and apart
     with pytest.raises(Exception, match="must hold every character"):
         model.adopt(tiny.state_dict(), ALPHABET.chars + "Q", grown.chars)
+
+
+def test_the_nucleus_draw_from_the_likeliest_tokens_is_the_draw_from_all_of_them():
+    from handsynth.models.transformer import network as net
+
+    def reference(logits, bias, u):   # every token sorted, as the nucleus is defined
+        b = torch.from_numpy(np.asarray(bias, np.float32))[:, None]
+        p = torch.softmax(logits.float() * (1 + net.TEMPERATURE_SLOPE * b), -1)
+        top_p = torch.clamp(1 - net.TOP_P_SLOPE * b, min=net.MIN_TOP_P)
+        sp, idx = p.sort(-1, descending=True)
+        c = sp.cumsum(-1)
+        sp = torch.where(c - sp < top_p, sp, torch.zeros_like(sp))
+        c = sp.cumsum(-1)
+        k = torch.searchsorted(c, torch.from_numpy(np.asarray(u, np.float32))[:, None] * c[:, -1:])
+        return idx.gather(1, k.clamp(max=sp.shape[1] - 1)).squeeze(1).numpy()
+
+    g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    for spread in (0.5, 3.0, 8.0):             # flat (the full sort) to peaked (the top tokens) logits
+        logits = torch.randn(64, 4097, generator=g) * spread
+        bias, u = rng.uniform(0, 5, 64).astype(np.float32), rng.random(64).astype(np.float32)
+        np.testing.assert_array_equal(net.nucleus_draw(logits, bias, u), reference(logits, bias, u))
