@@ -94,7 +94,23 @@ def straighten(offsets: np.ndarray) -> tuple[list, float]:
 SIZE_BAND = 1.06   # a line's body height is kept within this factor of the drawing's median
 
 
-def line_scales(offsets: list) -> list[float]:
+X_LETTERS = frozenset("acemnorsuvwxzi")   # letters whose tops are the x-height's (i: its stem)
+MEASURABLE_SHARE = 0.45  # a line's body height is measured where this share of its letters and digits are those
+
+
+def body_measurable(text: str | None) -> bool:
+    """Whether a line of ``text`` shows its x-height: enough of its characters are x-height
+    letters (``X_LETTERS``) for ``measures.body_height`` to find their tops. In a line of
+    capitals and digits ("GARDEN CLUB NOTICE", "OX2 6QT 01865") it would measure the capitals'
+    height instead. Unknown text (None) counts as measurable."""
+    if text is None:
+        return True
+    chars = [c for c in text if c.isalnum()]
+    n = sum(c in X_LETTERS for c in chars)
+    return n >= 3 and n >= MEASURABLE_SHARE * len(chars)
+
+
+def line_scales(offsets: list, texts: list | None = None) -> list[float]:
     """Per line (None for a blank one): the factor from the model's units to the page's unit.
 
     One factor for the whole drawing brings the median line's 10-90th percentile height of y to
@@ -103,7 +119,10 @@ def line_scales(offsets: list) -> list[float]:
     ``measures.body_height``: capitals, ascenders and descenders barely move it) is more than
     ``SIZE_BAND`` from the drawing's median is brought back to that band. Scaling each line to
     its own 10-90% height instead made a line without ascenders half again as tall as one with
-    many (a letter in style s05: body heights 0.37 to 0.53 of the line height)."""
+    many (a letter in style s05: body heights 0.37 to 0.53 of the line height). Where ``texts``
+    are given, a line whose text does not show its x-height (``body_measurable``: a heading in
+    capitals, a line of digits) keeps its size and takes no part in the median: measured, its
+    capitals would be brought down to the others' x-height."""
     from .measures import body_height
 
     def h1090(o):
@@ -115,7 +134,9 @@ def line_scales(offsets: list) -> list[float]:
         return [None if o is None else 1.0 for o in offsets]
     heights = [h1090(o) for o in live]
     unit = 1.0 / float(np.median([h for h in heights if h > 0.2] or [1.0]))   # a dot or a dash alone: as it is
-    body = {id(o): body_height(o) for o in live}
+    measurable = [body_measurable(None if texts is None else t) for t in (texts or offsets)]
+    body = {id(o): body_height(o) if ok else float("nan")
+            for o, ok in zip(offsets, measurable) if o is not None and len(o)}
     finite = [b for b in body.values() if np.isfinite(b) and b > 0]
     mid = float(np.median(finite)) if finite else float("nan")
     out = []
@@ -157,7 +178,7 @@ def reflow(texts: list[str], offsets: list, words: list, rows: list, opts: PageO
     (``straighten``) where a run changed, each run as it was where its line breaks stay the
     same, or where its lines lack a word's strokes."""
     live = [t and o is not None and len(o) for t, o in zip(texts, offsets)]
-    scales = line_scales([o if ok else None for o, ok in zip(offsets, live)])
+    scales = line_scales([o if ok else None for o, ok in zip(offsets, live)], texts)
     room = REFLOW_FILL * (opts.width - 2 * opts.margin) / opts.x_height
     out_t, out_o, out_w = [], [], []
     i = 0
@@ -280,7 +301,7 @@ def place(texts: list[str], offsets: list, opts: PageOptions, tight: bool = True
     output keeps full pages. ``words[i]``, if given: line i's ``WordSpan`` list, kept with its
     placed line."""
     straight = []
-    for t, o, k in zip(texts, offsets, line_scales([o if t else None for t, o in zip(texts, offsets)])):
+    for t, o, k in zip(texts, offsets, line_scales([o if t else None for t, o in zip(texts, offsets)], texts)):
         strokes, angle = straighten(o) if t else ([], 0.0)
         straight.append((transform(strokes, scale=k) if strokes else [], angle))
     avail = opts.width - 2 * opts.margin

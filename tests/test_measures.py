@@ -188,3 +188,20 @@ def test_wobble_is_zero_on_lines_and_circles_and_grows_with_noise():
     shaky = [m.wobble_deg(strokes_to_offsets([circle + rng.normal(0, sd, circle.shape)])) for sd in (0.005, 0.02)]
     assert 0 < shaky[0] < shaky[1]
     assert np.isnan(m.wobble_deg(strokes_to_offsets([line[:3]])))   # two moves: no change of turn
+
+
+def test_a_line_of_capitals_or_digits_keeps_its_size_on_the_page():
+    """layout.line_scales brings each line's body height to the page's; a heading in capitals
+    or a line of digits shows no x-height, so its measured "body" is its capitals' height and it
+    would be drawn at the others' x-height. Given the texts, such a line keeps its size."""
+    from handsynth.layout import body_measurable, line_scales
+    assert body_measurable("Dear members, the spring sale") and body_measurable(None)
+    assert not body_measurable("GARDEN CLUB NOTICE") and not body_measurable("0161 496 0732")
+    assert not body_measurable("Tel. 01865 557204") and not body_measurable("ok")
+    prose = [strokes_to_offsets([square_wave(40)]) for _ in range(3)]
+    heading = strokes_to_offsets([square_wave(40, height=1.8)])     # capitals 1.8 x the x-height
+    lines = prose[:1] + [heading] + prose[1:]
+    texts = ["see you soon now", "GARDEN CLUB NOTICE", "on a warm summer", "evening, as ever"]
+    blind, told = line_scales(lines), line_scales(lines, texts)
+    assert blind[1] < 0.6 * blind[0]                                 # measured as a body: shrunk to the others'
+    assert told[1] == pytest.approx(told[0]) and told[0] == pytest.approx(blind[0])   # kept, the others as before
