@@ -130,13 +130,19 @@ def test_the_end_token_stops_a_line_and_the_cap_stops_one_that_never_ends(tiny):
     lines = _sample(model, ["ab", "cdefg"])
     assert all(line.hit_cap for line in lines)                     # stopped by a cap, never passed
     assert all(len(line.offsets) <= 40 + 24 * len(line.text) for line in lines)
+    lines = _sample(model, ["ab"], primer=Primer(_lines(1, seed=4)[0][:10], "hij"))
+    assert lines[0].hit_cap and len(lines[0].offsets) <= 40 + 24 * len("hij ab")
     with torch.no_grad():
-        model.head.bias[model.END] = 1e4         # ends at once
-    lines = _sample(model, ["ab", "cdefg"], primer=Primer(_lines(1, seed=4)[0][:10], "hij"))
-    for line in lines:
-        assert not line.hit_cap and len(line.offsets) == 1
-        assert line.phi[-1, -1] == 1.0           # all "after the end" once the model ended the line
-        np.testing.assert_allclose(line.offsets[-1], [0.0, 0.0, 1.0], atol=1e-6)   # no move, pen up
+        model.head.bias[model.END] = 1e4         # would end at once ...
+        model.blocks[-1].cross_attn.q.weight.zero_()   # ... and attends to every character alike
+        model.blocks[-1].cross_attn.q.bias.zero_()     # (its alignment's argmax: the first)
+    short, long = _sample(model, ["ab", "cdefg"])
+    # END only once the alignment is on the text's last two characters: "ab" ends at once,
+    # "cdefg", whose alignment never leaves its first character, is stopped as a stalled line
+    assert not short.hit_cap and len(short.offsets) == 1
+    assert short.phi[-1, -1] == 1.0              # all "after the end" once the model ended the line
+    np.testing.assert_allclose(short.offsets[-1], [0.0, 0.0, 1.0], atol=1e-6)   # no move, pen up
+    assert long.hit_cap and len(long.offsets) > 1 and long.phi[-1, -1] == 0.0
 
 
 def test_the_alignment_is_the_cross_attention_over_the_text(tiny):

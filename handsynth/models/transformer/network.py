@@ -37,6 +37,7 @@ TEMPERATURE_SLOPE = 0.35
 TOP_P_SLOPE = 0.05
 MIN_TOP_P = 0.5
 NUCLEUS_K = 256           # tokens sorted for the nucleus when they hold its mass (nucleus_draw)
+END_WITHIN = 2            # END may be drawn once the alignment is on the text's last END_WITHIN characters
 # The CPU preset, sized by benchmarks/transformer_throughput.py and scripts/tokenizer_stats.py
 # (docs/measurements.md): a quarter of the reference's vocabulary (64 angle x 32 radius bins x 2:
 # the head and embedding were most of a small model's time), d 256, 4 layers.
@@ -374,6 +375,12 @@ class TransformerStep:
     def __call__(self, t: int) -> None:
         m, tb, rows = self.model, self.tb, self.rows
         U = tb.code.shape[1]
+        # END only once the alignment has reached the text's last characters (a line the model
+        # would end early, as a partly trained one does, writes on; the LSTM's stop rule waits
+        # for its window to pass the end the same way)
+        early = self.attn.argmax(1).numpy() < tb.ends[rows] - END_WITHIN
+        if early.any():
+            self.logits[torch.from_numpy(early), m.END] = float("-inf")
         tok = nucleus_draw(self.logits, tb.bias[rows], tb.noise[rows, t, 0])
         end = (tok == m.END) | self.done
         safe = np.where(end, 0, tok)
