@@ -218,3 +218,31 @@ def test_the_nucleus_draw_from_the_likeliest_tokens_is_the_draw_from_all_of_them
         logits = torch.randn(64, 4097, generator=g) * spread
         bias, u = rng.uniform(0, 5, 64).astype(np.float32), rng.random(64).astype(np.float32)
         np.testing.assert_array_equal(net.nucleus_draw(logits, bias, u), reference(logits, bias, u))
+
+
+def test_the_kind_of_step_is_drawn_at_the_models_odds_whatever_the_bias():
+    """factored_draw: pen lifts and ENDs come at the model's own rate at any bias (a sharpened
+    joint draw starves the lifts, whose mass is spread over many bins), and the move within a
+    kind is the nucleus draw of that kind's tokens."""
+    from handsynth.models.transformer import network as net
+    A, R = 8, 4
+    V = A * R * 2
+    kinds = torch.cat([torch.arange(V) // (A * R), torch.tensor([2])])
+    logits = torch.zeros(1, V + 1)
+    logits[0, 3] = 4.0                          # one likely pen-down move ...
+    logits[0, A * R:V] = 0.5                    # ... and the lifting moves spread thin
+    p = torch.softmax(logits, -1)[0]
+    lift_rate = float(p[A * R:V].sum())
+    n = 4000
+    rng = np.random.default_rng(0)
+    for bias in (0.0, 3.0, 8.0):
+        tok = net.factored_draw(logits.expand(n, -1), kinds, np.full(n, bias, np.float32),
+                                rng.random(n).astype(np.float32), rng.random(n).astype(np.float32))
+        assert abs(np.mean((tok >= A * R) & (tok < V)) - lift_rate) < 0.03, bias
+        assert not np.any(tok == V) or p[V] > 0
+    joint = net.nucleus_draw(logits.expand(n, -1), np.full(n, 8.0, np.float32), rng.random(n).astype(np.float32))
+    assert np.mean((joint >= A * R) & (joint < V)) < 0.5 * lift_rate   # (what the joint draw did)
+    end_only = logits.clone()
+    end_only[0, V] = 50.0
+    assert net.factored_draw(end_only, kinds, np.zeros(1, np.float32), np.full(1, 0.5, np.float32),
+                             np.full(1, 0.5, np.float32))[0] == V

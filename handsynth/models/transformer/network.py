@@ -15,9 +15,11 @@ text in every layer (the reference design's part 2).
   fed as a prefix (its tokens after its text, as in training on a longer line); the alignment the
   policy reads is the last layer's cross-attention averaged over heads; END sets ``passed`` and
   from then on the alignment is all "after the end".
-- **Neatness**: ``bias`` b maps to a temperature ``1 / (1 + TEMPERATURE_SLOPE * b)`` and a
-  nucleus ``top_p = max(MIN_TOP_P, 1 - TOP_P_SLOPE * b)``. These constants are placeholders until
-  the eval measures the mapping against the LSTM's scale.
+- **Neatness**: each step is drawn in two parts (``factored_draw``): its kind (pen-down move,
+  move then lift, END) at the model's own odds, then the move among that kind's tokens, where
+  ``bias`` b maps to a temperature ``1 / (1 + TEMPERATURE_SLOPE * b)`` and a nucleus
+  ``top_p = max(MIN_TOP_P, 1 - TOP_P_SLOPE * b)`` (as the LSTM's bias sharpens its mixture, not
+  its pen lifts). END is drawn only once the alignment is on the text's last characters.
 """
 from __future__ import annotations
 
@@ -150,6 +152,8 @@ class Transformer(SynthesisModel):
         if self.tokenizer is not None and self.tokenizer.vocab_size != vocab:
             raise HandsynthError("the config's tokenizer does not match its angle and radius bins")
         self.vocab, self.END, self.START = vocab, vocab, vocab + 1   # the head predicts tokens and END
+        # each head output's kind for sampling (factored_draw): 0 pen-down move, 1 move and lift, 2 END
+        self.kinds = torch.cat([torch.arange(vocab) // (cfg.angle_bins * cfg.radius_bins), torch.tensor([2])])
         d = cfg.d_model
         self.chars = nn.Embedding(cfg.alphabet_size, d, padding_idx=0)
         self.char_pos = nn.Embedding(cfg.max_chars, d)
@@ -284,6 +288,22 @@ def guided_attention(attn: torch.Tensor, steps: torch.Tensor, chars: torch.Tenso
     return (attn.float() * w * valid).sum()
 
 
+def factored_draw(logits: torch.Tensor, kinds: torch.Tensor, bias: np.ndarray, u_kind: np.ndarray,
+                  u: np.ndarray) -> np.ndarray:
+    """One token per row, in two draws: first what kind of step it is, a pen-down move, a move
+    that lifts the pen after it or END (``kinds``: 0, 1, 2 per token), from the model's own
+    probabilities at temperature 1 (uniform ``u_kind``); then the move itself among that kind's
+    tokens, sharpened by ``bias`` (``nucleus_draw``, uniform ``u``). As the LSTM's bias sharpens
+    its mixture but not its end-of-stroke probability: with the joint token, a low temperature
+    starved the pen lifts, whose mass is spread over many more bins than the pen-down moves'."""
+    p = torch.softmax(logits.float(), -1)
+    mass = torch.zeros(p.shape[0], 3).index_add_(1, kinds, p)
+    cum = mass.cumsum(-1)
+    target = torch.from_numpy(np.asarray(u_kind, np.float32))[:, None] * cum[:, -1:]
+    kind = torch.searchsorted(cum, target, right=True).clamp(max=2)   # a kind with mass (right: never an empty one)
+    return nucleus_draw(logits.masked_fill(kinds[None, :] != kind, float("-inf")), bias, u)
+
+
 def nucleus_draw(logits: torch.Tensor, bias: np.ndarray, u: np.ndarray) -> np.ndarray:
     """One token per row from ``logits`` (B, V): temperature and nucleus from ``bias``, drawn by
     the inverse CDF at the row's uniform ``u`` (so a line's randomness is its own)."""
@@ -381,7 +401,7 @@ class TransformerStep:
         early = self.attn.argmax(1).numpy() < tb.ends[rows] - END_WITHIN
         if early.any():
             self.logits[torch.from_numpy(early), m.END] = float("-inf")
-        tok = nucleus_draw(self.logits, tb.bias[rows], tb.noise[rows, t, 0])
+        tok = factored_draw(self.logits, m.kinds, tb.bias[rows], tb.noise[rows, t, 1], tb.noise[rows, t, 0])
         end = (tok == m.END) | self.done
         safe = np.where(end, 0, tok)
         out = m._tok().decode(safe)
