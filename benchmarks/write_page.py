@@ -49,7 +49,15 @@ TEXT = ("The quick brown fox jumps over the lazy dog again.\n"
         "This is the tenth and last line of the test page.")
 
 
-def macs_per_step(cfg, U: int) -> int:
+def macs_per_step(cfg, U: int, position: float = 0.0) -> int:
+    """Multiply-adds of one pen step of one line with ``U`` characters. The transformer's
+    (a config with ``d_model``) also depend on the step's ``position`` in its line: per layer
+    the projections (self-attention's query, key, value and output, cross-attention's query and
+    output), the MLP and the attention over the cache and the text; then the head."""
+    if hasattr(cfg, "d_model"):
+        d, L, F = cfg.d_model, cfg.layers, cfg.d_ff
+        vocab = cfg.angle_bins * cfg.radius_bins * 2 + 1
+        return int(L * (6 * d * d + 2 * d * F + 2 * (position + U) * d) + d * vocab)
     A, H, K, M, L = cfg.alphabet_size, cfg.hidden, cfg.window_k, cfg.mixtures, cfg.layers
     layer1 = (3 + A + H) * 4 * H
     window = H * 3 * K + K * (U + 1) + U * A
@@ -81,6 +89,17 @@ def matmul_rate(B: int, cfg, kernel: str = "float32", repeats: int = 200) -> flo
     except ImportError:
         from handsynth.models.graves import StepLinear
 
+    if hasattr(cfg, "d_model"):   # the transformer: its MLP's shape; its sampler computes in float32
+        k, n = cfg.d_model, cfg.d_ff
+        dtype = torch.bfloat16 if kernel == "bfloat16" else torch.float32
+        a, w = torch.randn(B, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+        f = lambda: torch.nn.functional.linear(a, w)  # noqa: E731
+        for _ in range(20):
+            f()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            f()
+        return B * k * n * repeats / (time.perf_counter() - t)
     k, n = 3 + cfg.alphabet_size + 2 * cfg.hidden, 4 * cfg.hidden
     dtype = torch.float32 if kernel == "float32" or (kernel == "sampler" and not _sampler_bf16()) else torch.bfloat16
     a, w = torch.randn(B, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
@@ -277,7 +296,7 @@ def main():
         if proofed:
             rewritten.append(sum(not np.array_equal(a.offsets, b.offsets) for a, b in zip(drawing.lines, done.lines)))
         U = max(len(line.text) for line in drawing.lines)
-        macs = sum(len(line.offsets) for line in drawing.lines) * macs_per_step(cfg, U)
+        macs = sum(len(line.offsets) * macs_per_step(cfg, U, len(line.offsets) / 2) for line in drawing.lines)
         for k in KERNELS:
             bounds[k].append(macs / matmul_rate(len(drawing.lines), cfg, k))
     chars = sum(len(line.text) for line in drawing.lines)
@@ -290,7 +309,7 @@ def main():
         p = statistics.median(proofed)
         print(f"with the proofreading pass, interleaved: median {p:.2f} s (runs: {', '.join(f'{x:.2f}' for x in proofed)}); "
               f"ratio {p / t:.2f}x; lines written again per page: {', '.join(map(str, rewritten))}")
-    own = "prepacked bfloat16" if _sampler_bf16() else "float32"
+    own = "prepacked bfloat16" if _sampler_bf16() and not hasattr(cfg, "d_model") else "float32"
     for k, what in zip(KERNELS, ("a plain float32 matmul", "a plain bfloat16 matmul",
                                  f"the sampler's own {own} matmul (the true bound)")):
         b = statistics.median(bounds[k])
