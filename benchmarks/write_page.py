@@ -94,20 +94,15 @@ def matmul_rate(B: int, cfg, kernel: str = "float32", repeats: int = 200) -> flo
         dtype = torch.bfloat16 if kernel == "bfloat16" else torch.float32
         a, w = torch.randn(B, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
         f = lambda: torch.nn.functional.linear(a, w)  # noqa: E731
-        for _ in range(20):
-            f()
-        t = time.perf_counter()
-        for _ in range(repeats):
-            f()
-        return B * k * n * repeats / (time.perf_counter() - t)
-    k, n = 3 + cfg.alphabet_size + 2 * cfg.hidden, 4 * cfg.hidden
-    dtype = torch.float32 if kernel == "float32" or (kernel == "sampler" and not _sampler_bf16()) else torch.bfloat16
-    a, w = torch.randn(B, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-    if kernel == "sampler":
-        linear = StepLinear(w.t(), torch.zeros(n), dtype)
-        f = lambda: linear(a)  # noqa: E731
     else:
-        f = lambda: a @ w  # noqa: E731
+        k, n = 3 + cfg.alphabet_size + 2 * cfg.hidden, 4 * cfg.hidden
+        dtype = torch.float32 if kernel == "float32" or (kernel == "sampler" and not _sampler_bf16()) else torch.bfloat16
+        a, w = torch.randn(B, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        if kernel == "sampler":
+            linear = StepLinear(w.t(), torch.zeros(n), dtype)
+            f = lambda: linear(a)  # noqa: E731
+        else:
+            f = lambda: a @ w  # noqa: E731
     for _ in range(20):
         f()
     t = time.perf_counter()
