@@ -103,8 +103,7 @@ def training_snapshot(model, alphabet, mean, std, text, png_path, att_path, seed
         model.train(was_training)
     pages = place([text], [line.offsets], PageOptions(width=1000))
     write_atomic(Path(png_path), Drawing(pages, Ink()).to_png())
-    kind = getattr(model, "alignment", "attention window")
-    attention_plot(line.phi, text, Path(att_path), f"{kind} ({len(line.offsets)} steps)")
+    attention_plot(line.phi, text, Path(att_path), f"{model.alignment} ({len(line.offsets)} steps)")
 
 
 def can_prime(hw, style) -> bool:

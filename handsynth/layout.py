@@ -134,9 +134,9 @@ def line_scales(offsets: list, texts: list | None = None) -> list[float]:
         return [None if o is None else 1.0 for o in offsets]
     heights = [h1090(o) for o in live]
     unit = 1.0 / float(np.median([h for h in heights if h > 0.2] or [1.0]))   # a dot or a dash alone: as it is
-    measurable = [body_measurable(None if texts is None else t) for t in (texts or offsets)]
-    body = {id(o): body_height(o) if ok else float("nan")
-            for o, ok in zip(offsets, measurable) if o is not None and len(o)}
+    texts = [None] * len(offsets) if texts is None else texts
+    body = {id(o): body_height(o) if body_measurable(t) else float("nan")
+            for o, t in zip(offsets, texts) if o is not None and len(o)}
     finite = [b for b in body.values() if np.isfinite(b) and b > 0]
     mid = float(np.median(finite)) if finite else float("nan")
     out = []
