@@ -34,9 +34,6 @@ from .loop import CorpusTask, Loop, LoopConfig, start_or_resume
 from .strokes import Normalization, standardize
 
 
-MIN_CHAR_COUNT = 100   # a character found only in UNIPEN joins the alphabet with this many training occurrences
-
-
 @dataclass(frozen=True)
 class TrainConfig(LoopConfig):
     """The synthesis network's training (the loop's defaults are the reference recipe's)."""
@@ -56,13 +53,7 @@ class SynthesisTask(CorpusTask):
                  arch: str = checkpoint.DEFAULT_ARCH, init: dict | None = None):
         """``init``: a model file's contents (``checkpoint.read``) to warm-start from: its network
         size and offset statistics are kept, its alphabet grows to the corpus's."""
-        unipen = corpus.unipen()
-        if unipen.any():  # characters only UNIPEN has need enough examples; lines with others are left out
-            keep = "".join(corpus.subset(~unipen).alphabet().chars) + (init["alphabet"] if init else "")
-            alphabet = corpus.subset(unipen & (corpus.split == 0)).alphabet(MIN_CHAR_COUNT, keep)
-            ok = np.array([all(c in alphabet for c in t) for t in corpus.texts])
-            corpus = corpus.subset(ok)
-            corpus.dropped["characters too rare to learn"] += int((~ok).sum())
+        corpus = corpus.learnable(init["alphabet"] if init else "")
         super().__init__(corpus, config_name)
         if init is not None:
             if init.get("arch", checkpoint.DEFAULT_ARCH) != arch:

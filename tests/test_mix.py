@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from handsynth import checkpoint
-from handsynth.data.corpus import Corpus, load_corpus, make_batch
+from handsynth.data.corpus import MIN_CHAR_COUNT, Corpus, load_corpus, make_batch
 from handsynth.strokes import normalize_line
-from handsynth.train import MIN_CHAR_COUNT, SynthesisTask, TrainConfig, trainer
+from handsynth.train import SynthesisTask, TrainConfig, trainer
 
 from conftest import line_strokes
 

@@ -27,6 +27,7 @@ CACHE_VERSION = 1
 SPLITS = ("train", "validation", "test")
 MIN_STEPS_PER_CHAR = 2.5   # fewer: strokes missing for much of the text
 MAX_STEPS_PER_CHAR = 40.0  # more: stray scribbles, or a transcription that is a fragment
+MIN_CHAR_COUNT = 100   # a character found only in UNIPEN joins the alphabet with this many training occurrences
 
 
 def split_of(form_id: str) -> int:
@@ -60,6 +61,21 @@ class Corpus:
         """The characters of the texts (those occurring at least ``min_count`` times), plus ``keep``."""
         counts = Counter("".join(self.texts))
         return Alphabet({c for c, n in counts.items() if n >= min_count} | set(keep) | {" "})
+
+    def learnable(self, keep: str = "", min_count: int = MIN_CHAR_COUNT) -> "Corpus":
+        """The lines a network can learn to write or read: a character that only UNIPEN has needs
+        ``min_count`` occurrences in its train split (every other corpus's characters, and
+        ``keep``, always count); lines with rarer ones are left out and counted as dropped. A
+        corpus without UNIPEN is returned as it is."""
+        unipen = self.unipen()
+        if not unipen.any():
+            return self
+        keep = "".join(self.subset(~unipen).alphabet().chars) + keep
+        alphabet = self.subset(unipen & (self.split == 0)).alphabet(min_count, keep)
+        ok = np.array([all(c in alphabet for c in t) for t in self.texts])
+        out = self.subset(ok)
+        out.dropped["characters too rare to learn"] += int((~ok).sum())
+        return out
 
     def unipen(self) -> np.ndarray:
         """(lines,) bool: which lines come from UNIPEN."""
