@@ -132,7 +132,7 @@ def _train(a) -> None:
     from .train import train
     train(iam=a.iam, samples=a.samples, out=a.out, config=a.config, resume=a.resume, max_steps=a.max_steps,
           max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every,
-          attention_warmup=a.attention_warmup, schedule_steps=a.schedule_steps, bf16=False if a.no_bf16 else None,
+          attention_warmup=a.attention_warmup, attention_floor=a.attention_floor, schedule_steps=a.schedule_steps, bf16=False if a.no_bf16 else None,
           cache_dir=a.cache_dir, progress=not a.quiet, arch=a.arch, unipen=a.unipen, unipen_share=a.unipen_share,
           init=a.init, lr_warmup=a.lr_warmup)
 
@@ -409,6 +409,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=TC.batch_size)
     t.add_argument("--attention-warmup", type=int, default=TC.attention_warmup,
                    help=f"steps of guided attention (default {TC.attention_warmup}: off)")
+    t.add_argument("--attention-floor", type=float, default=TC.attention_floor,
+                   help="the transformer's guided-attention weight after the warm-up (default 0: off)")
     t.add_argument("--no-bf16", action="store_true",
                    help="train in float32 (the default where the CPU has no bfloat16 arithmetic)")
     t.set_defaults(func=_train)

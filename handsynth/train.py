@@ -38,6 +38,7 @@ from .strokes import Normalization, standardize
 class TrainConfig(LoopConfig):
     """The synthesis network's training (the loop's defaults are the reference recipe's)."""
     attention_warmup: int = 0     # steps over which the guided window hands over (0: off; see above)
+    attention_floor: float = 0.0  # the guide's share never falls below this (a penalty family only: the transformer's)
     unipen_share: float = 0.3     # share of each epoch's lines drawn from UNIPEN (when the corpus has any)
 
 
@@ -95,8 +96,9 @@ class SynthesisTask(CorpusTask):
         return make_batch([c.offsets[i] for i in idx], [c.texts[i] for i in idx], self.alphabet, self.mean, self.std)
 
     def loss(self, model, idx, step: int, tc: TrainConfig):
-        """NLL per pen step; the attention warm-up's share falls from 1 to 0 over its steps."""
-        warmup = max(0.0, 1 - step / tc.attention_warmup) if tc.attention_warmup else 0.0
+        """NLL per pen step; the attention warm-up's share falls from 1 to ``attention_floor``
+        over its steps and stays there (Tachibana et al. keep their penalty all through training)."""
+        warmup = max(tc.attention_floor, 1 - step / tc.attention_warmup if tc.attention_warmup else 0.0)
         nll, count = model.loss(self.batch(idx), warmup)
         return nll / count, count
 
@@ -147,6 +149,7 @@ def read_init(init) -> dict:
 def train(iam=None, samples=(), out="runs/train", config="full", resume=False, max_steps=None,
           max_minutes=None, batch_size=TrainConfig.batch_size, lr=TrainConfig.lr, seed=TrainConfig.seed,
           eval_every=TrainConfig.eval_every, attention_warmup=TrainConfig.attention_warmup,
+          attention_floor=TrainConfig.attention_floor,
           schedule_steps=None, bf16=TrainConfig.bf16, cache_dir=None, progress=True,
           arch=checkpoint.DEFAULT_ARCH, unipen=None, unipen_share=TrainConfig.unipen_share, init=None,
           lr_warmup=TrainConfig.lr_warmup) -> list[dict]:
@@ -161,6 +164,11 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
 
     if not 0 <= unipen_share < 1:
         raise HandsynthError(f"--unipen-share {unipen_share} is out of range: use 0 to below 1")
+    if not 0 <= attention_floor < 1:
+        raise HandsynthError(f"--attention-floor {attention_floor} is out of range: use 0 to below 1")
+    if attention_floor and not checkpoint.family(arch).guide_stays:
+        raise HandsynthError(f"--attention-floor is not for the {arch!r} family: its guide blends window "
+                             "positions and must hand over to the network's own")
     init = read_init(init) if init and not resume else None
 
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
@@ -171,7 +179,7 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
         corpus = load_corpus(iam, samples, Normalization(), cache_dir, progress=progress, unipen=unipen)
         total = schedule_steps or max_steps or TrainConfig.max_steps
         tc = TrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, max_steps=total,
-                         attention_warmup=attention_warmup, bf16=bf16, unipen_share=unipen_share, lr_warmup=lr_warmup)
+                         attention_warmup=attention_warmup, attention_floor=attention_floor, bf16=bf16, unipen_share=unipen_share, lr_warmup=lr_warmup)
         return start_or_resume(lambda: trainer(corpus, out, config, tc, progress=progress, arch=arch, init=init), out,
                                resume, schedule_steps, max_steps, max_minutes)  # overwrites an existing run
     finally:

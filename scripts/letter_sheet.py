@@ -1,7 +1,7 @@
 """docs/letter.png: one letter with an all-capital heading, an address, a date, a time, a phone
 number and a price, written in five styles side by side, for reading by eye.
 
-    python scripts/letter_sheet.py [--out docs/letter.png] [--styles none,s05,s08,s13,s19]
+    python scripts/letter_sheet.py [--out docs/letter.png] [--styles none,s05,s08,s13,s19] [--model lstm]
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ def main():
     ap.add_argument("--out", default="docs/letter.png")
     ap.add_argument("--styles", default="none,s05,s08,s13,s19")
     ap.add_argument("--width", type=int, default=760)
+    ap.add_argument("--model", help="a shipped model's name or a model file (default: the shipped default)")
     a = ap.parse_args()
     from PIL import Image, ImageDraw, ImageFont
-    hw = handsynth.load_model()
+    hw = handsynth.load_model(a.model)
     tiles = []
     for style in a.styles.split(","):
         st = None if style == "none" else style

@@ -168,6 +168,30 @@ def test_a_tiny_transformer_trains_through_the_shared_loop_and_writes(tiny_iam, 
     assert drawing.strokes and len(drawing.lines) == 1
 
 
+def test_the_guide_stays_at_its_floor_after_the_warm_up(tiny_iam, cache_dir, tmp_path):
+    from handsynth.data.corpus import load_corpus
+    from handsynth.errors import HandsynthError
+    from handsynth.train import SynthesisTask, TrainConfig, train
+
+    corpus = load_corpus(tiny_iam, cache_dir=cache_dir, progress=False)
+    tc = TrainConfig(batch_size=4, max_steps=6, attention_warmup=10, attention_floor=0.25)
+    task = SynthesisTask(corpus, "tiny", tc, arch="transformer")
+    idx = task.lines[:4]
+    with torch.no_grad():
+        batch = task.batch(idx)
+        for step, share in ((0, 1.0), (5, 0.5), (9, 0.25), (500, 0.25)):   # 1 - step/10, never under 0.25
+            loss, count = task.loss(task.model, idx, step, tc)
+            nll, n = task.model.loss(batch, share)
+            torch.testing.assert_close(loss, nll / n)
+        assert task.loss(task.model, idx, 500, tc)[0] > task.model.loss(batch, 0.0)[0] / n   # still on
+    with pytest.raises(HandsynthError, match="not for the 'graves' family"):
+        train(iam=tiny_iam, out=tmp_path / "g", config="tiny", max_steps=1, attention_floor=0.1, progress=False,
+              cache_dir=cache_dir)
+    with pytest.raises(HandsynthError, match="out of range"):
+        train(iam=tiny_iam, out=tmp_path / "t", config="tiny", max_steps=1, attention_floor=1.5, progress=False,
+              cache_dir=cache_dir, arch="transformer")
+
+
 def test_the_cpu_preset_and_unknown_presets():
     from handsynth.errors import HandsynthError
     from handsynth.models.graves.network import GravesConfig

@@ -16,7 +16,9 @@ The contract:
   ``data.corpus.Batch`` (standardised pen offsets and character codes) and the number of pen
   steps it covers. ``warmup`` in [0, 1] is the share of the training's warm-up still ahead (1
   at the first step, 0 once it is over): a family may use it (the LSTM guides its window) or
-  ignore it. The training loop runs it under bfloat16 autocast when asked.
+  ignore it. A family whose guide is a penalty rather than a blend sets ``guide_stays``: its
+  training may keep a floor of it after the warm-up (``--attention-floor``). The training loop
+  runs it under bfloat16 autocast when asked.
 - ``start(tables, primers) -> Stepper``: a batch of lines ready to write, one row per line;
   ``tables`` (``sampling.Tables``) holds each row's text codes, random numbers, step caps and
   the arrays the stepper records into; ``primers`` has one entry per text (row r writes text
@@ -68,6 +70,7 @@ class SynthesisModel(nn.Module):
     Config: ClassVar[type]  # its frozen config dataclass
     mixes_styles: ClassVar[bool] = False   # start() takes batches whose texts have different primers
     alignment: ClassVar[str] = "attention window"   # what its recorded alignment is, for plots
+    guide_stays: ClassVar[bool] = False   # its warm-up guide may stay on at a floor (a penalty, not a blend)
 
     def loss(self, batch, warmup: float = 0.0):
         raise NotImplementedError

@@ -143,6 +143,7 @@ class Transformer(SynthesisModel):
     arch = "transformer"
     Config = TransformerConfig
     alignment = "cross-attention (last layer, heads averaged)"
+    guide_stays = True   # the guided-attention penalty may stay on at a floor
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
