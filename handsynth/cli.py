@@ -174,7 +174,7 @@ def _recognizer(a) -> None:
     corpus = load_corpus(a.iam, cache_dir=a.cache_dir, progress=not a.quiet, unipen=a.unipen).learnable()
     train_recognizer(corpus, a.out, config=a.config, max_steps=a.max_steps, max_minutes=a.max_minutes,
                      batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every, bf16=False if a.no_bf16 else None,
-                     resume=a.resume, schedule_steps=a.schedule_steps, progress=not a.quiet)
+                     resume=a.resume, schedule_steps=a.schedule_steps, progress=not a.quiet, init=a.init)
     if not a.quiet:
         print(Path(a.out) / "recognizer.pt")
 
@@ -449,6 +449,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--iam", required=True, help="IAM-OnDB folder (only its training forms are used)")
     r.add_argument("--unipen", help="unipen-train_r01_v07.tar.xz or its unpacked folder (its training writers "
                                     "join; characters as train --unipen learns them)")
+    r.add_argument("--init", help="warm-start from a recogniser file (shipped: the shipped one); its size is "
+                                  "kept and its alphabet grows to the data's")
     r.add_argument("--out", default="runs/recognizer", help="folder for checkpoint.pt and recognizer.pt")
     r.add_argument("--config", choices=["full", "tiny"], default="full")
     _run_args(r, RTC, "validation CER")

@@ -172,6 +172,21 @@ class Recognizer(nn.Module):
         logits = self.out(self.drop(h))
         return torch.log_softmax(logits.float(), dim=-1), out_len
 
+    def adopt(self, state: dict, old_chars: str) -> None:
+        """Load the weights ``state`` of a recogniser of the same size that read the alphabet
+        ``old_chars`` (warm start on a grown alphabet): only the output layer depends on it; each
+        known character's row moves to its new code, a new character's row starts at zero
+        weight with the lowest known bias (rarely emitted until trained)."""
+        if not set(old_chars) <= set(self.alphabet.chars):
+            raise HandsynthError("warm start: the new alphabet must hold every character of the old one")
+        state = {k: v.float() for k, v in state.items()}
+        old_of = torch.tensor([0] + [old_chars.index(c) + 1 if c in old_chars else -1 for c in self.alphabet.chars])
+        known = (old_of >= 0)[:, None]
+        W, b = state["out.weight"], state["out.bias"]
+        state["out.weight"] = torch.where(known, W[old_of.clamp(min=0)], torch.zeros(1, W.shape[1]))
+        state["out.bias"] = torch.where(known[:, 0], b[old_of.clamp(min=0)], b[1:].min())
+        self.load_state_dict(state)
+
     def featurize(self, offsets: list, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         feats = [features(augment(o, rng) if rng is not None else o, self.mean, self.std) for o in offsets]
         return pad_features(feats)
@@ -256,17 +271,28 @@ class RecognizerTask(BestExportTask):
 
     name, kind, metric, export_name = "recogniser", "recognizer", "validation_cer", "recognizer.pt"
 
-    def __init__(self, corpus, config_name: str, tc: RecognizerTrainConfig):
+    def __init__(self, corpus, config_name: str, tc: RecognizerTrainConfig, init: dict | None = None):
+        """``init``: a recogniser file's contents (``checkpoint.read``) to warm-start from: its
+        size and offset statistics are kept, its alphabet grows to the corpus's, and the forms it
+        was trained on stay listed as seen."""
         super().__init__(corpus, config_name)
         torch.manual_seed(tc.seed)  # the initial weights follow the seed
-        self.model = Recognizer(RecognizerConfig.preset(config_name, self.alphabet.size), self.alphabet,
-                                self.mean, self.std)
+        if init is None:
+            config = RecognizerConfig.preset(config_name, self.alphabet.size)
+        else:
+            self.alphabet = corpus.alphabet(keep=init["alphabet"])
+            self.mean = np.array(init["offset_mean"], np.float32)
+            self.std = np.array(init["offset_std"], np.float32)
+            config = RecognizerConfig.from_dict({**init["config"], "alphabet_size": self.alphabet.size})
+        self.model = Recognizer(config, self.alphabet, self.mean, self.std)
+        if init is not None:
+            self.model.adopt(init["model"], init["alphabet"])
         self.lines = self.train_lines(tc.max_len, keep=lambda i: bool(corpus.texts[i]))
         if len(self.lines) == 0:
             raise HandsynthError("no training lines for the recogniser (none in the train split)")
         val = list(corpus.indices("validation"))
         self.val_idx = [val[k] for k in np.random.default_rng(0).permutation(len(val))[:tc.val_lines]]
-        self.train_forms = sorted({corpus.form_ids[i] for i in self.lines})
+        self.train_forms = sorted({corpus.form_ids[i] for i in self.lines} | set(init.get("train_forms", []) if init else []))
         self.ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
 
     def loss(self, model, idx, step: int, tc: RecognizerTrainConfig):
@@ -298,15 +324,22 @@ def train_recognizer(corpus, out_dir, config: str = "full", max_steps: int | Non
                      lr: float = RecognizerTrainConfig.lr, seed: int = RecognizerTrainConfig.seed,
                      eval_every: int = RecognizerTrainConfig.eval_every, bf16: bool | None = RecognizerTrainConfig.bf16,
                      augment: bool = RecognizerTrainConfig.augment, resume=False,
-                     schedule_steps: int | None = None, progress: bool = True) -> list[dict]:
+                     schedule_steps: int | None = None, progress: bool = True, init=None) -> list[dict]:
     """Train the recogniser on ``corpus.indices("train")`` lines only. Writes ``out_dir/checkpoint.pt``
     (resumable), ``out_dir/recognizer.pt`` (float16, the best validation CER so far) and
     ``history.json``. The run stops at step ``max_steps`` or after ``max_minutes``; the cosine
     schedule is ``schedule_steps`` long (default: ``max_steps``, or 12000; on resume, the
     checkpoint's unless ``schedule_steps`` is given). ``resume``: True (``out_dir/checkpoint.pt``)
-    or a checkpoint path. Returns the history."""
+    or a checkpoint path. ``init``: warm-start from a recogniser file (``"shipped"``: the shipped
+    one) instead of random weights (ignored on resume). Returns the history."""
     tc = RecognizerTrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, bf16=bf16,
                                augment=augment,
                                max_steps=schedule_steps or max_steps or RecognizerTrainConfig.max_steps)
-    return start_or_resume(lambda: Loop(RecognizerTask(corpus, config, tc), tc, out_dir, progress), out_dir,
+    if init and not resume:
+        init = checkpoint.read(DEFAULT_RECOGNIZER if init == "shipped" else init, "recogniser")
+        if init.get("kind") != RecognizerTask.kind:
+            raise HandsynthError("--init: not a recogniser file")
+    else:
+        init = None
+    return start_or_resume(lambda: Loop(RecognizerTask(corpus, config, tc, init), tc, out_dir, progress), out_dir,
                            resume, schedule_steps, max_steps, max_minutes, refuse_existing=RecognizerTask.name)

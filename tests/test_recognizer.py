@@ -148,6 +148,34 @@ def test_checkpoint_round_trip(corpus, trained, tmp_path):
         load_recognizer(tmp_path / "bad.pt")
 
 
+def test_warm_start_on_a_grown_alphabet_reads_as_before_and_keeps_its_forms(corpus, trained, tmp_path):
+    from handsynth import checkpoint
+    from handsynth.data.corpus import Corpus
+    from handsynth.recognizer import RecognizerTask
+
+    out, _ = trained
+    init = checkpoint.read(out / "recognizer.pt")
+    idx = list(corpus.indices("train")[:6])
+    extra = Corpus([corpus.offsets[i] for i in idx], ["Q" + corpus.texts[i] for i in idx],
+                   [f"q{i}" for i in idx], ["q-form"] * len(idx), np.zeros(len(idx), np.int64))
+    grown = Corpus(list(corpus.offsets), list(corpus.texts), list(corpus.line_ids),
+                                              list(corpus.form_ids), corpus.split.copy(), corpus.norm)
+    grown.extend(extra)
+    task = RecognizerTask(grown, "full", RecognizerTrainConfig(max_steps=2), init=init)
+    assert "Q" in task.alphabet.chars and set(init["alphabet"]) < set(task.alphabet.chars)
+    assert task.model.config.hidden == init["config"]["hidden"]          # the file's size, not the preset's
+    np.testing.assert_array_equal(task.mean, np.array(init["offset_mean"], np.float32))
+    assert "q-form" in task.train_forms and set(init["train_forms"]) <= set(task.train_forms)
+    lines = [corpus.offsets[i] for i in idx]
+    assert recognize(task.model.eval(), lines) == recognize(load_recognizer(out / "recognizer.pt"), lines)
+    history = train_recognizer(grown, tmp_path / "w", max_steps=2, batch_size=8, eval_every=2, progress=False,
+                               init=out / "recognizer.pt")
+    assert history[-1]["step"] == 2 and "Q" in load_recognizer(tmp_path / "w" / "recognizer.pt").alphabet.chars
+    torch.save({"model": {}, "kind": "style-encoder"}, tmp_path / "other.pt")
+    with pytest.raises(HandsynthError, match="not a recogniser file"):
+        train_recognizer(grown, tmp_path / "x", max_steps=2, progress=False, init=tmp_path / "other.pt")
+
+
 def test_resume_continues_bit_exactly(corpus, tmp_path):
     kw = dict(config="tiny", batch_size=8, lr=LR, eval_every=3, progress=False)
     train_recognizer(corpus, tmp_path / "a", max_steps=8, **kw)

@@ -147,19 +147,24 @@ def test_thin_brings_an_ink_to_iam_density():
 
 
 def test_recogniser_trains_on_the_mix(tiny_iam, tmp_path, monkeypatch):
-    """`handsynth recognizer --unipen`: UNIPEN's training writers join IAM-OnDB's training forms,
-    through the real command and its corpus cache (words of letters the tiny IAM-OnDB has)."""
+    """`handsynth recognizer --unipen --init shipped`: UNIPEN's training writers join IAM-OnDB's
+    training forms, warm-started from the shipped recogniser, through the real command and its
+    corpus cache (words of letters the tiny IAM-OnDB has)."""
     import torch
 
     from handsynth.cli import main
+    from handsynth.recognizer import DEFAULT_RECOGNIZER
     monkeypatch.setattr("handsynth.data.corpus.MIN_STEPS_PER_CHAR", 0.1)  # the synthetic ink is sparse
     for name, data in FILES.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data.replace(b'"li', b'"at'))
     out = tmp_path / "rec"
     main(["recognizer", "--iam", str(tiny_iam), "--unipen", str(tmp_path / "t"), "--config", "tiny",
-          "--max-steps", "2", "--eval-every", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "-q"])
+          "--max-steps", "2", "--eval-every", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "-q",
+          "--init", "shipped"])
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    shipped = torch.load(DEFAULT_RECOGNIZER, weights_only=True)
+    assert set(shipped["alphabet"]) <= set(ck["alphabet"]) and ck["config"]["hidden"] == shipped["config"]["hidden"]
     assert "unipen:tst/w1" in ck["train_forms"]
     assert any(not f.startswith("unipen:") for f in ck["train_forms"])
     assert (out / "recognizer.pt").exists()
