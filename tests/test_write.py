@@ -305,6 +305,20 @@ def test_cli_models_and_model_by_name(tmp_path):
     assert r.returncode == 0 and (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_mix_model_writes_the_symbols_the_default_refuses(tmp_path):
+    import handsynth
+    assert [m.name for m in handsynth.available_models()] == ["lstm", "lstm-mix"]
+    text = "$5 @ #3 <a=b>"
+    with pytest.raises(HandsynthError, match="cannot write these characters"):
+        handsynth.load_model("lstm").write(text)
+    hw = handsynth.load_model("lstm-mix")
+    assert set("$@#<=>^_{}|~") <= set(hw.alphabet.chars) and "`" not in hw.alphabet.chars
+    d = hw.write(text, seed=2)
+    assert len(d.lines) == 1 and not d.lines[0].hit_cap and d.lines[0].text == text and len(d.strokes) >= 8
+    r = run_cli("write", text, "-o", str(tmp_path / "s.png"), "--model", "lstm-mix", "--seed", "2")
+    assert r.returncode == 0 and (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_failed_write_keeps_existing_file(tmp_path):
     out = tmp_path / "keep.png"
     out.write_bytes(b"precious")
