@@ -255,7 +255,7 @@ BAD_CLI = [
     (["hi", "-o", "{d}/a.png", "--color", "notacolour"], "is not a colour"),
     (["hi", "-o", "{d}/a.png", "--bias", "-1"], "bias -1.0 is out of range"),
     (["hi €", "-o", "{d}/a.png"], "cannot write these characters"),
-    (["hi", "-o", "{d}/a.png", "--model", "nope"], "not a shipped model name (known: lstm)"),
+    (["hi", "-o", "{d}/a.png", "--model", "nope"], "not a shipped model name (known: lstm, lstm-mix)"),
     (["hi", "-o", "{d}/a.png", "--model", "{d}/bad.json"], "not a readable handsynth model file"),
 ]
 
