@@ -61,6 +61,15 @@ class Alphabet:
         except KeyError as e:
             raise HandsynthError(f"the model cannot write the character {e.args[0]!r}") from None
 
+    def codes_in(self, old_chars: str) -> np.ndarray:
+        """A warm start on a grown alphabet: each of this alphabet's codes (0, the padding, first)
+        -> its code in the alphabet of ``old_chars`` (the same encoding), -1 for a character that
+        one lacks. Every old character must be here."""
+        if not set(old_chars) <= set(self.chars):
+            raise HandsynthError("warm start: the new alphabet must hold every character of the old one")
+        old = {c: i + 1 for i, c in enumerate(old_chars)}
+        return np.array([0] + [old.get(c, -1) for c in self.chars], np.int64)
+
     def decode(self, codes: Iterable[int]) -> str:
         return "".join(self.chars[i - 1] for i in codes if i > 0)
 

@@ -383,6 +383,14 @@ class CorpusTask:
         self.model: nn.Module
         self.lines: np.ndarray
 
+    def warm_start(self, init: dict) -> None:
+        """Take a trained file's (``checkpoint.read``) offset statistics, and its alphabet grown
+        to the corpus's characters, for a warm start (its network is then built to that size and
+        ``adopt``s the file's weights)."""
+        self.alphabet = self.corpus.alphabet(keep=init["alphabet"])
+        self.mean = np.array(init["offset_mean"], np.float32)
+        self.std = np.array(init["offset_std"], np.float32)
+
     def train_lines(self, max_len: int, keep=lambda i: True) -> np.ndarray:
         """The train split's lines of at most ``max_len`` pen steps (and ``keep(i)``)."""
         return np.array([i for i in self.corpus.indices("train")

@@ -177,10 +177,8 @@ class Recognizer(nn.Module):
         ``old_chars`` (warm start on a grown alphabet): only the output layer depends on it; each
         known character's row moves to its new code, a new character's row starts at zero
         weight with the lowest known bias (rarely emitted until trained)."""
-        if not set(old_chars) <= set(self.alphabet.chars):
-            raise HandsynthError("warm start: the new alphabet must hold every character of the old one")
+        old_of = torch.from_numpy(self.alphabet.codes_in(old_chars))
         state = {k: v.float() for k, v in state.items()}
-        old_of = torch.tensor([0] + [old_chars.index(c) + 1 if c in old_chars else -1 for c in self.alphabet.chars])
         known = (old_of >= 0)[:, None]
         W, b = state["out.weight"], state["out.bias"]
         state["out.weight"] = torch.where(known, W[old_of.clamp(min=0)], torch.zeros(1, W.shape[1]))
@@ -280,9 +278,7 @@ class RecognizerTask(BestExportTask):
         if init is None:
             config = RecognizerConfig.preset(config_name, self.alphabet.size)
         else:
-            self.alphabet = corpus.alphabet(keep=init["alphabet"])
-            self.mean = np.array(init["offset_mean"], np.float32)
-            self.std = np.array(init["offset_std"], np.float32)
+            self.warm_start(init)
             config = RecognizerConfig.from_dict({**init["config"], "alphabet_size": self.alphabet.size})
         self.model = Recognizer(config, self.alphabet, self.mean, self.std)
         if init is not None:
@@ -292,7 +288,8 @@ class RecognizerTask(BestExportTask):
             raise HandsynthError("no training lines for the recogniser (none in the train split)")
         val = list(corpus.indices("validation"))
         self.val_idx = [val[k] for k in np.random.default_rng(0).permutation(len(val))[:tc.val_lines]]
-        self.train_forms = sorted({corpus.form_ids[i] for i in self.lines} | set(init.get("train_forms", []) if init else []))
+        seen = set(init.get("train_forms", ())) if init else set()   # a warm start's forms stay seen
+        self.train_forms = sorted({corpus.form_ids[i] for i in self.lines} | seen)
         self.ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
 
     def loss(self, model, idx, step: int, tc: RecognizerTrainConfig):

@@ -59,9 +59,7 @@ class SynthesisTask(CorpusTask):
         if init is not None:
             if init.get("arch", checkpoint.DEFAULT_ARCH) != arch:
                 raise HandsynthError(f"--init is a {init.get('arch', checkpoint.DEFAULT_ARCH)!r} network, this run trains {arch!r}")
-            self.alphabet = self.corpus.alphabet(keep=init["alphabet"])
-            self.mean = np.array(init["offset_mean"], np.float32)
-            self.std = np.array(init["offset_std"], np.float32)
+            self.warm_start(init)
         if not all(c in self.alphabet for c in sample_text):  # own data without those letters
             sample_text = corpus.texts[corpus.indices("train")[0]][:40].strip()
         self.sample_text = sample_text

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...alphabet import Alphabet
 from ...errors import HandsynthError
 from .. import SynthesisModel
 from . import native
@@ -276,10 +277,9 @@ class Synthesizer(SynthesisModel):
         character's input columns move to its new place, a new character starts from the mean
         of the known characters' columns plus a little noise (it then learns apart from them)."""
         A = self.config.alphabet_size
-        if len(new_chars) + 1 != A or not set(old_chars) <= set(new_chars):
-            from ...errors import HandsynthError
-            raise HandsynthError("warm start: the new alphabet must hold every character of the old one")
-        old_of = torch.tensor([0] + [old_chars.index(c) + 1 if c in old_chars else -1 for c in new_chars])
+        old_of = torch.from_numpy(Alphabet(new_chars).codes_in(old_chars))
+        if len(old_of) != A:
+            raise HandsynthError(f"warm start: {len(new_chars)} characters for a network of {A - 1}")
         known = old_of >= 0
         g = torch.Generator().manual_seed(0)
         state = {k: v.float() for k, v in state.items()}

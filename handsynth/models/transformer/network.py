@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...alphabet import Alphabet
 from ...errors import HandsynthError
 from .. import SynthesisModel
 from .tokenizer import PolarTokenizer
@@ -189,10 +190,10 @@ class Transformer(SynthesisModel):
         place, a new character starts from the mean of the known ones plus a little noise. The
         tokenizer's bins stay the model's own (they are in its config)."""
         A = self.config.alphabet_size
-        if len(new_chars) + 1 != A or not set(old_chars) <= set(new_chars):
-            raise HandsynthError("warm start: the new alphabet must hold every character of the old one")
+        old_of = torch.from_numpy(Alphabet(new_chars).codes_in(old_chars))
+        if len(old_of) != A:
+            raise HandsynthError(f"warm start: {len(new_chars)} characters for a network of {A - 1}")
         state = {k: v.float() for k, v in state.items()}
-        old_of = torch.tensor([0] + [old_chars.index(c) + 1 if c in old_chars else -1 for c in new_chars])
         E = state["chars.weight"]
         g = torch.Generator().manual_seed(0)
         fresh = E[1:].mean(0, keepdim=True) + E[1:].std() * 0.1 * torch.randn(A, E.shape[1], generator=g)
