@@ -805,10 +805,11 @@ function setupPad() {
   sizePad();
 }
 
+// ok: true (good), false (bad) or null (neither: cleared, or a step under way).
 function sampleMessage(text, ok) {
   const m = $("sample-msg");
   m.textContent = text;
-  m.className = "message " + (ok ? "good" : "bad");
+  m.className = ok === null ? "message" : "message " + (ok ? "good" : "bad");
 }
 
 function thin(strokes, limit) {
@@ -860,17 +861,20 @@ async function checkedPadSample(message) {
 }
 
 async function useSample() {
+  sampleMessage("Checking the sample\u2026", null);
   const sample = await checkedPadSample(sampleMessage);
   if (!sample) return;
-  if (!store(KEY_SAMPLE, sample)) {
-    sampleMessage("Your browser would not store the sample; it is used until you leave the page.", false);
-  } else {
-    sampleMessage("Saved: your handwriting is now the style (it stays in this browser). Press “Write it”.", true);
-  }
+  const stored = store(KEY_SAMPLE, sample);
   store(KEY_STYLE, "custom");
   state.sessionSample = sample;  // used if the browser's storage is disabled
   await buildStylePicker();
   selectStyle("custom");
+  // (the message last: when it shows, the picker already has the sample chosen)
+  if (!stored) {
+    sampleMessage("Your browser would not store the sample; it is used until you leave the page.", false);
+  } else {
+    sampleMessage("Saved: your handwriting is now the style (it stays in this browser). Press “Write it”.", true);
+  }
 }
 
 function forgetSample() {
@@ -886,10 +890,10 @@ function forgetSample() {
 // POST /v1/tune, follows the job and keeps the tuned file it makes (base64), which every request
 // in "My hand" then carries as `tuned`.
 
-function learnMessage(text, ok) {
+function learnMessage(text, ok) {   // ok as for sampleMessage
   const m = $("learn-msg");
   m.textContent = text;
-  m.className = "message " + (ok ? "good" : "bad");
+  m.className = ok === null ? "message" : "message " + (ok ? "good" : "bad");
 }
 
 function storeSet(set) {
@@ -968,7 +972,7 @@ function toBase64(buffer) {
 async function learnHand() {
   const set = getSet();
   if (set.length < (state.limits.tune_min_samples || 3) || state.tuneJob) return;
-  learnMessage("", true);
+  learnMessage("", null);
   let job;
   try {
     job = await (await api("/v1/tune", {
@@ -1057,7 +1061,7 @@ async function init() {
     $("landscape").disabled = !$("paper").value;
     if (!$("paper").value) $("landscape").checked = false;
   });
-  $("clear").addEventListener("click", () => { state.strokes = []; state.current = null; sizePad(); sampleMessage("", true); });
+  $("clear").addEventListener("click", () => { state.strokes = []; state.current = null; sizePad(); sampleMessage("", null); });
   $("undo").addEventListener("click", () => { state.strokes.pop(); if (state.strokes.length) redrawPad(); else sizePad(); });
   $("use-sample").addEventListener("click", useSample);
   $("forget-sample").addEventListener("click", forgetSample);
