@@ -174,7 +174,8 @@ def _recognizer(a) -> None:
     corpus = load_corpus(a.iam, cache_dir=a.cache_dir, progress=not a.quiet, unipen=a.unipen).learnable()
     train_recognizer(corpus, a.out, config=a.config, max_steps=a.max_steps, max_minutes=a.max_minutes,
                      batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every, bf16=False if a.no_bf16 else None,
-                     resume=a.resume, schedule_steps=a.schedule_steps, progress=not a.quiet, init=a.init)
+                     resume=a.resume, schedule_steps=a.schedule_steps, progress=not a.quiet, init=a.init,
+                     unipen_share=a.unipen_share)
     if not a.quiet:
         print(Path(a.out) / "recognizer.pt")
 
@@ -233,6 +234,12 @@ def _run_args(p: argparse.ArgumentParser, tc, what: str) -> None:
     p.add_argument("--eval-every", type=int, default=tc.eval_every, help=f"steps between {what} and checkpoint")
     p.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
     p.add_argument("-q", "--quiet", action="store_true")
+
+
+def _share_arg(p: argparse.ArgumentParser, tc) -> None:
+    """``--unipen-share`` of a command that trains on the mix (``CorpusTask.epoch_lines``)."""
+    p.add_argument("--unipen-share", type=float, default=tc.unipen_share,
+                   help=f"share of each epoch's lines drawn from UNIPEN (default {tc.unipen_share})")
 
 
 def _port(text: str) -> int:
@@ -395,8 +402,7 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the synthesis network on IAM-OnDB and/or captured samples")
     t.add_argument("--iam", help="folder with lineStrokes-all.tar.gz and ascii-all.tar.gz (or unpacked)")
     t.add_argument("--unipen", help="unipen-train_r01_v07.tar.xz or its unpacked folder (mixed with --iam)")
-    t.add_argument("--unipen-share", type=float, default=TC.unipen_share,
-                   help=f"share of each epoch's lines drawn from UNIPEN (default {TC.unipen_share})")
+    _share_arg(t, TC)
     t.add_argument("--samples", action="append", default=[], help="a JSON sample file or folder (repeatable)")
     t.add_argument("--init", help="warm-start from a model (a shipped name such as lstm, or a file); "
                                   "its network size is kept and its alphabet grows to the data's")
@@ -449,6 +455,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--iam", required=True, help="IAM-OnDB folder (only its training forms are used)")
     r.add_argument("--unipen", help="unipen-train_r01_v07.tar.xz or its unpacked folder (its training writers "
                                     "join; characters as train --unipen learns them)")
+    _share_arg(r, RTC)
     r.add_argument("--init", help="warm-start from a recogniser file (shipped: the shipped one); its size is "
                                   "kept and its alphabet grows to the data's")
     r.add_argument("--out", default="runs/recognizer", help="folder for checkpoint.pt and recognizer.pt")

@@ -89,9 +89,18 @@ class LoopConfig:
     seed: int = 0
     eval_every: int = 250         # steps between evaluation and checkpoint
     max_bad_steps: int = 20       # consecutive non-finite steps before the run stops
+    unipen_share: float = 0.3     # share of each epoch's lines drawn from UNIPEN (a corpus task's,
+                                  # when its corpus has any; CorpusTask.epoch_lines)
 
     def warmup_steps(self) -> int:
         return self.lr_warmup
+
+
+def checked_share(share: float) -> float:
+    """``share`` if it is a UNIPEN share a run can use (0 to below 1), else a one-line error."""
+    if not 0 <= share < 1:
+        raise HandsynthError(f"--unipen-share {share} is out of range: use 0 to below 1")
+    return share
 
 
 def lr_factor(step: int, tc: LoopConfig) -> float:
@@ -259,7 +268,7 @@ class Loop:
         if self._batches[0] == (epoch, self.tc):
             return self._batches[1]
         rng = np.random.default_rng([self.tc.seed, epoch])
-        pick = getattr(self.task, "epoch_lines", None)   # optional: a task that mixes sources
+        pick = getattr(self.task, "epoch_lines", None)   # optional: a task that mixes sources (CorpusTask)
         use = pick(rng) if pick else np.arange(len(self.task.lines))
         lines, size = self.task.lines[use], self.tc.batch_size
         batches = [lines[b] for b in bucket_batches(self.task.lengths[use], size, rng)]
@@ -382,6 +391,7 @@ class CorpusTask:
         self.mean, self.std = corpus.offset_stats()
         self.model: nn.Module
         self.lines: np.ndarray
+        self.share = LoopConfig.unipen_share   # the UNIPEN share of an epoch (a subclass sets its config's)
 
     def warm_start(self, init: dict) -> None:
         """Take a trained file's (``checkpoint.read``) offset statistics, and its alphabet grown
@@ -390,6 +400,17 @@ class CorpusTask:
         self.alphabet = self.corpus.alphabet(keep=init["alphabet"])
         self.mean = np.array(init["offset_mean"], np.float32)
         self.std = np.array(init["offset_std"], np.float32)
+
+    def epoch_lines(self, rng: np.random.Generator) -> np.ndarray:
+        """Which of ``lines`` an epoch uses: every IAM-OnDB line, and UNIPEN lines drawn afresh
+        each epoch so they make ``share`` of it (repeated if UNIPEN has too few); a share of 0
+        leaves UNIPEN out, and a corpus of one source is used whole."""
+        from_unipen = self.corpus.unipen()[self.lines]
+        up, other = np.flatnonzero(from_unipen), np.flatnonzero(~from_unipen)
+        if not len(up) or not len(other) or not 0 < self.share < 1:
+            return np.arange(len(self.lines)) if self.share > 0 or not len(other) else other
+        n = int(round(len(other) * self.share / (1 - self.share)))
+        return np.concatenate([other, rng.choice(up, n, replace=n > len(up))])
 
     def train_lines(self, max_len: int, keep=lambda i: True) -> np.ndarray:
         """The train split's lines of at most ``max_len`` pen steps (and ``keep(i)``)."""

@@ -31,7 +31,7 @@ from . import checkpoint
 from .alphabet import Alphabet
 from .errors import HandsynthError
 from .measures import cer
-from .loop import BestExportTask, Loop, LoopConfig, start_or_resume
+from .loop import BestExportTask, Loop, LoopConfig, checked_share, start_or_resume
 
 DEFAULT_RECOGNIZER = Path(__file__).with_name("weights") / "recognizer.pt"
 FEATURES = 4
@@ -281,6 +281,7 @@ class RecognizerTask(BestExportTask):
             self.warm_start(init)
             config = RecognizerConfig.from_dict({**init["config"], "alphabet_size": self.alphabet.size})
         self.model = Recognizer(config, self.alphabet, self.mean, self.std)
+        self.share = tc.unipen_share
         if init is not None:
             self.model.adopt(init["model"], init["alphabet"])
         self.lines = self.train_lines(tc.max_len, keep=lambda i: bool(corpus.texts[i]))
@@ -321,16 +322,18 @@ def train_recognizer(corpus, out_dir, config: str = "full", max_steps: int | Non
                      lr: float = RecognizerTrainConfig.lr, seed: int = RecognizerTrainConfig.seed,
                      eval_every: int = RecognizerTrainConfig.eval_every, bf16: bool | None = RecognizerTrainConfig.bf16,
                      augment: bool = RecognizerTrainConfig.augment, resume=False,
-                     schedule_steps: int | None = None, progress: bool = True, init=None) -> list[dict]:
+                     schedule_steps: int | None = None, progress: bool = True, init=None,
+                     unipen_share: float = RecognizerTrainConfig.unipen_share) -> list[dict]:
     """Train the recogniser on ``corpus.indices("train")`` lines only. Writes ``out_dir/checkpoint.pt``
     (resumable), ``out_dir/recognizer.pt`` (float16, the best validation CER so far) and
     ``history.json``. The run stops at step ``max_steps`` or after ``max_minutes``; the cosine
     schedule is ``schedule_steps`` long (default: ``max_steps``, or 12000; on resume, the
     checkpoint's unless ``schedule_steps`` is given). ``resume``: True (``out_dir/checkpoint.pt``)
     or a checkpoint path. ``init``: warm-start from a recogniser file (``"shipped"``: the shipped
-    one) instead of random weights (ignored on resume). Returns the history."""
+    one) instead of random weights (ignored on resume). ``unipen_share``: of each epoch's lines,
+    where the corpus mixes in UNIPEN (``CorpusTask.epoch_lines``). Returns the history."""
     tc = RecognizerTrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, bf16=bf16,
-                               augment=augment,
+                               augment=augment, unipen_share=checked_share(unipen_share),
                                max_steps=schedule_steps or max_steps or RecognizerTrainConfig.max_steps)
     if init and not resume:
         init = checkpoint.read(DEFAULT_RECOGNIZER if init == "shipped" else init, "recogniser")

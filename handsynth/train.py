@@ -30,7 +30,7 @@ from .data.corpus import Batch, Corpus, make_batch
 from .errors import HandsynthError
 from .evaluate import training_snapshot, validation_nll
 from .hardware import use_bf16
-from .loop import CorpusTask, Loop, LoopConfig, start_or_resume
+from .loop import CorpusTask, Loop, LoopConfig, checked_share, start_or_resume
 from .strokes import Normalization, standardize
 
 
@@ -39,7 +39,6 @@ class TrainConfig(LoopConfig):
     """The synthesis network's training (the loop's defaults are the reference recipe's)."""
     attention_warmup: int = 0     # steps over which the guided window hands over (0: off; see above)
     attention_floor: float = 0.0  # the guide's share never falls below this (a penalty family only: the transformer's)
-    unipen_share: float = 0.3     # share of each epoch's lines drawn from UNIPEN (when the corpus has any)
 
 
 class SynthesisTask(CorpusTask):
@@ -77,17 +76,7 @@ class SynthesisTask(CorpusTask):
         self.lines = self.train_lines(tc.max_len)
         if len(self.lines) == 0:
             raise HandsynthError("no training lines (all longer than max_len, or none in the train split)")
-        self.from_unipen = self.corpus.unipen()[self.lines]
         self.share = tc.unipen_share
-
-    def epoch_lines(self, rng: np.random.Generator) -> np.ndarray:
-        """Which of ``lines`` an epoch uses: every other line, and UNIPEN lines drawn afresh each
-        epoch so they make ``unipen_share`` of it (repeated if UNIPEN has too few)."""
-        up, other = np.flatnonzero(self.from_unipen), np.flatnonzero(~self.from_unipen)
-        if not len(up) or not len(other) or not 0 < self.share < 1:
-            return np.arange(len(self.lines)) if self.share > 0 or not len(other) else other
-        n = int(round(len(other) * self.share / (1 - self.share)))
-        return np.concatenate([other, rng.choice(up, n, replace=n > len(up))])
 
     def batch(self, idx) -> Batch:
         c = self.corpus
@@ -160,8 +149,7 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
     the checkpoint records it, and a resume uses it)."""
     from .data.corpus import load_corpus
 
-    if not 0 <= unipen_share < 1:
-        raise HandsynthError(f"--unipen-share {unipen_share} is out of range: use 0 to below 1")
+    checked_share(unipen_share)
     if not 0 <= attention_floor < 1:
         raise HandsynthError(f"--attention-floor {attention_floor} is out of range: use 0 to below 1")
     if attention_floor and not checkpoint.family(arch).guide_stays:

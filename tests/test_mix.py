@@ -3,6 +3,9 @@ the characters the mix has often enough, a warm start from a trained model, and 
 share of UNIPEN lines."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import torch
 
@@ -44,7 +47,7 @@ def test_warm_start_grows_the_alphabet_and_keeps_what_it_knew(tiny_iam, cache_di
     assert torch.allclose(a, b, rtol=1e-5), (a, b)
     # each epoch draws UNIPEN lines to make 30% of it
     use = task.epoch_lines(np.random.default_rng(0))
-    share = task.from_unipen[use].mean()
+    share = task.corpus.unipen()[task.lines][use].mean()
     assert abs(share - 0.3) < 0.02, share
     # and the shared loop trains it, reporting IAM and UNIPEN validation apart
     history = trainer(corpus, tmp_path, "tiny", tc, progress=False, init=init).run()
@@ -52,3 +55,25 @@ def test_warm_start_grows_the_alphabet_and_keeps_what_it_knew(tiny_iam, cache_di
     assert "validation_nll_unipen" in history[-1]
     meta = checkpoint.read(tmp_path / "model.pt")
     assert "$" in meta["alphabet"] and meta["config"]["alphabet_size"] == len(meta["alphabet"]) + 1
+
+
+def test_the_recogniser_mixes_unipen_at_its_share(tiny_iam, cache_dir, tmp_path):
+    """The recogniser's epochs draw UNIPEN to the share asked for (the same rule as the synthesis
+    network's), 0 leaves it out, and a share out of range is a one-line error."""
+    from handsynth.recognizer import RecognizerTask, RecognizerTrainConfig
+
+    corpus = _mix(tiny_iam, cache_dir).learnable()
+    for share in (0.3, 0.5):
+        task = RecognizerTask(corpus, "tiny", RecognizerTrainConfig(batch_size=8, unipen_share=share))
+        use = task.epoch_lines(np.random.default_rng(1))
+        from_unipen = task.corpus.unipen()[task.lines][use]
+        assert abs(from_unipen.mean() - share) < 0.02, (share, from_unipen.mean())
+        assert (~from_unipen).sum() == (~task.corpus.unipen()[task.lines]).sum()   # every IAM-OnDB line once
+    task = RecognizerTask(corpus, "tiny", RecognizerTrainConfig(batch_size=8, unipen_share=0))
+    assert not task.corpus.unipen()[task.lines][task.epoch_lines(np.random.default_rng(1))].any()
+    r = subprocess.run([sys.executable, "-m", "handsynth", "recognizer", "--iam", str(tiny_iam), "--unipen-share", "1.5",
+                        "--out", str(tmp_path / "r"), "-q"], capture_output=True, text=True, check=False)
+    assert r.returncode != 0
+    err = r.stderr
+    assert "--unipen-share 1.5 is out of range" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
