@@ -1,9 +1,10 @@
 """What the proofreading pass (``SamplingOptions.proofread``) buys: held-out IAM-OnDB texts and
 the hard-text set written as ``write`` writes them, over the model's own hand and a few styles,
-without and with it; read by Tesseract (the independent judge: the recogniser now chooses) and
+without it and with 1 or 2 rounds of it; read by Tesseract (the independent judge: the recogniser now chooses) and
 by our recogniser, with the seconds each took and how many lines were written again.
 
     python scripts/proofread_gain.py --iam ../shared/data/iam-ondb [--texts 60] [--styles none,s05,s10,s16,s21]
+        [--model lstm-mix] [--rounds 0,1,2]
 """
 from __future__ import annotations
 
@@ -29,9 +30,12 @@ def main():
     ap.add_argument("--texts", type=int, default=60)
     ap.add_argument("--styles", default="none,s05,s10,s16,s21")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=None, help="a shipped model's name or a file (default: the default model)")
+    ap.add_argument("--rounds", default="0,1,2",
+                    help="proofreading rounds to compare (0: no proofreading; sampling.PROOF_ROUNDS)")
     a = ap.parse_args()
     from handsynth.data.corpus import load_corpus
-    hw = handsynth.load_model()
+    hw = handsynth.load_model(a.model) if a.model else handsynth.load_model()
     corpus = load_corpus(a.iam, progress=False)
     test = [i for i in corpus.indices("test") if all(c in hw.alphabet for c in corpus.texts[i])]
     pick = [test[k] for k in np.random.default_rng(a.seed).permutation(len(test))[:a.texts]]
@@ -46,7 +50,9 @@ def main():
         rewritten[0] += sum(x != y for b, lines in zip(before, out) for x, y in zip(b, [id(z) for z in lines]))
     sampling.proofread = counting
     for name, texts in sets.items():
-        for proof in (False, True):
+        for rounds in [int(r) for r in a.rounds.split(",")]:
+            proof = rounds > 0
+            sampling.PROOF_ROUNDS = max(rounds, 1)
             rewritten[0] = 0
             t0 = time.time()
             lines = []
@@ -61,7 +67,7 @@ def main():
             tess = judge_lines([line.offsets for line in lines])
             by = cer_by_class(tess, refs)
             cls = ", ".join(f"{c} {v['cer']:.1%}" for c, v in by.items() if v["cer"] is not None and c != "space")
-            print(f"{name:8s} proofread={proof!s:5s}: {len(lines)} lines, Tesseract CER {cer(tess, refs):.1%} ({cls}); "
+            print(f"{name:8s} rounds={rounds}: {len(lines)} lines, Tesseract CER {cer(tess, refs):.1%} ({cls}); "
                   f"recogniser {cer(ours, refs):.1%}; {secs:.0f} s sampling; {rewritten[0]} lines written again",
                   flush=True)
 

@@ -529,6 +529,36 @@ def test_proofreading_writes_misread_lines_again(hw):
                                                                resample=True)[0].offsets)
 
 
+def test_proofreading_goes_round_again_for_lines_still_misread(hw, monkeypatch):
+    """A second round writes again only the lines the first left misread, keeps a writing only
+    when it reads better, and leaves every other line as one round wrote it."""
+    from handsynth import sampling
+    from handsynth.measures import cer
+    texts = ["Invoice 4471 was paid on 29/11/2025.", "NOTICE: NO PARKING ON FRIDAYS",
+             "the quick brown fox", "WHO? WHAT? WHERE? WHEN?"]
+    read = hw.proofreader()
+    asked = []
+    real_again = sampling._again
+    monkeypatch.setattr(sampling, "_again", lambda *a: asked.append({g: list(k) for g, k in a[5].items()}) or real_again(*a))
+    written = {}
+    for rounds in (1, 2):
+        monkeypatch.setattr(sampling, "PROOF_ROUNDS", rounds)
+        asked.clear()
+        lines = hw.lines(texts, options=sampling.SamplingOptions(seed=3, proofread=True), resample=True)
+        written[rounds] = (lines, [cer([r], [t]) for t, r in zip(texts, read([ln.offsets for ln in lines]))], list(asked))
+    (one, e1, asked1), (two, e2, asked2) = written[1], written[2]
+    assert len(asked1) <= 1 and len(asked2) <= 2 and asked2[:1] == asked1
+    still = [k for k, e in enumerate(e1) if e > sampling.PROOF_CER]
+    if len(asked2) == 2:
+        assert asked2[1] == {0: still}                    # the second round: exactly the lines still misread
+    else:
+        assert not still
+    for k in range(len(texts)):
+        assert e2[k] <= e1[k] + 1e-9
+        if k not in still:
+            np.testing.assert_array_equal(one[k].offsets, two[k].offsets)
+
+
 def test_a_wide_page_wraps_at_the_line_limit(hw):
     """A page wider than MAX_LINE_CHARS characters still writes: lines wrap at the limit."""
     from handsynth.sampling import MAX_LINE_CHARS
