@@ -360,19 +360,17 @@ PROOF_ROUNDS = 1  # ... in at most this many rounds, each for the lines the last
                   # set's sampling time; python scripts/proofread_gain.py --rounds 1,2)
 
 
-def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: list, read,
-              rounds: int | None = None) -> None:
+def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: list, read) -> None:
     """The proofreading pass, in place on ``checked_groups``' result: the recogniser (``read``)
     reads every line of the groups that ask for it (``SamplingOptions.proofread``), and each line
     it reads with more than ``PROOF_CER`` errors is written once more (``CANDIDATES`` new
     candidates, seeds apart from every earlier pass); the new line is kept when it is read with
     fewer errors and is plausible (or the old one was not). Lines still misread go round again,
-    up to ``rounds`` (``PROOF_ROUNDS``) rounds. Bounded: one batch a round, only the misread
+    up to ``PROOF_ROUNDS`` rounds. Bounded: one batch a round, only the misread
     lines. A judge that also chooses is no longer independent: report legibility by another
     reader (Tesseract) when it is on."""
-    rounds = PROOF_ROUNDS if rounds is None else rounds
     asked = [g for g, lines in enumerate(out) if not isinstance(lines, BaseException) and groups[g].options.proofread]
-    if not asked or rounds < 1:
+    if not asked:
         return
     readings = read([line.offsets for g in asked for line in out[g]])
     errors, at = {}, 0
@@ -380,7 +378,7 @@ def proofread(model, alphabet: Alphabet, mean, std, groups: list[Group], out: li
         errors[g] = [cer([r], [line.text]) for line, r in zip(out[g], readings[at:at + len(out[g])])]
         at += len(out[g])
     chars = getattr(read, "chars", None)
-    for r in range(rounds):
+    for r in range(PROOF_ROUNDS):
         bad = {g: [k for k, e in enumerate(errors[g]) if e > PROOF_CER
                    and (chars is None or set(out[g][k].text) <= chars)] for g in errors}
         bad = {g: ks for g, ks in bad.items() if ks}

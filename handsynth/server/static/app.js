@@ -805,12 +805,14 @@ function setupPad() {
   sizePad();
 }
 
-// ok: true (good), false (bad) or null (neither: cleared, or a step under way).
-function sampleMessage(text, ok) {
-  const m = $("sample-msg");
+// A message line: ok true (good), false (bad) or null (neither: cleared, or a step under way).
+function showMessage(id, text, ok) {
+  const m = $(id);
   m.textContent = text;
   m.className = ok === null ? "message" : "message " + (ok ? "good" : "bad");
 }
+
+function sampleMessage(text, ok) { showMessage("sample-msg", text, ok); }
 
 function thin(strokes, limit) {
   // Drop points closer than d pixels to the previous kept one until under the limit.
@@ -890,11 +892,7 @@ function forgetSample() {
 // POST /v1/tune, follows the job and keeps the tuned file it makes (base64), which every request
 // in "My hand" then carries as `tuned`.
 
-function learnMessage(text, ok) {   // ok as for sampleMessage
-  const m = $("learn-msg");
-  m.textContent = text;
-  m.className = ok === null ? "message" : "message " + (ok ? "good" : "bad");
-}
+function learnMessage(text, ok) { showMessage("learn-msg", text, ok); }
 
 function storeSet(set) {
   state.sessionSet = set;
