@@ -84,8 +84,8 @@ MODELS = {m.name: m for m in [
     ModelInfo("lstm", "graves", WEIGHTS / "default.pt",
               "Graves (2013) LSTM, 3 x 400 with an attention window; IAM-OnDB, 10,000 steps"),
     ModelInfo("lstm-mix", "graves", WEIGHTS / "lstm-mix.pt",
-              "the same LSTM trained on with UNIPEN (30% of its lines), 4,000 steps more: digits, capitals "
-              "and the symbols $ @ # = < > ^ _ { } | ~"),
+              "the same LSTM trained on with UNIPEN (4,000 steps at 30% of its lines, then 2,000 at 15%; the "
+              "two runs' weights averaged): digits, capitals and the symbols $ @ # = < > ^ _ { } | ~"),
 ]}
 DEFAULT_MODEL = next(iter(MODELS.values())).path
 

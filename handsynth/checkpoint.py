@@ -203,6 +203,54 @@ def export(ckpt: dict, path, keys=EXPORT_KEYS, dtype=None) -> None:
     save(keep, path)
 
 
+def average(paths, weights=None) -> dict:
+    """The weighted mean of model files of one family, network config and normalisation (a
+    "model soup": runs warm-started from one another stay in one basin, so their mean is a
+    model too), as an exported file's dict (float16). The alphabets may differ when one holds
+    all the others: a model lacking some characters joins on the largest alphabet through its
+    family's ``adopt``, and those characters' weights are the mean over the models that have
+    them. A clear ``HandsynthError`` for files that cannot be averaged."""
+    import torch
+
+    paths = [Path(p) for p in paths]
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    if not paths or len(weights) != len(paths) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
+        raise HandsynthError("averaging needs one or more models and one weight each, non-negative, not all zero")
+    files = [read(p) for p in paths]
+    target = max(files, key=lambda f: len(f["alphabet"]))
+    arch, chars = target.get("arch", DEFAULT_ARCH), target["alphabet"]
+
+    def shape(f):   # all that must agree besides the alphabet
+        cfg = {k: v for k, v in f["config"].items() if k != "alphabet_size"}
+        return f.get("arch", DEFAULT_ARCH), cfg, f.get("offset_mean"), f.get("offset_std"), f.get("norm")
+
+    for p, f in zip(paths, files):
+        if shape(f) != shape(target):
+            raise HandsynthError(f"{p}: another family, network or normalisation than {paths[files.index(target)]}; "
+                                 "only models trained on from one another can be averaged")
+        if not set(f["alphabet"]) <= set(chars):
+            raise HandsynthError(f"{p}: its alphabet is not part of the largest one; no model holds all the characters")
+    total = sum(w for f, w in zip(files, weights) if f["alphabet"] == chars)
+    if total <= 0:
+        raise HandsynthError("the models with the largest alphabet all have weight 0")
+    full = {k: sum(w / total * f["model"][k].float() for f, w in zip(files, weights) if f["alphabet"] == chars)
+            for k in target["model"]}
+    states = []
+    for f in files:
+        if f["alphabet"] == chars:
+            states.append({k: v.float() for k, v in f["model"].items()})
+        else:
+            net = build(arch, target["config"])
+            net.adopt(f["model"], f["alphabet"], chars, fill=full)
+            states.append(net.state_dict())
+    out = {k: target[k] for k in EXPORT_KEYS if k in target}
+    out["step"] = max(int(f.get("step") or 0) for f in files)
+    out["averaged_from"] = [f"{p.name} x {w / sum(weights):.3f}" for p, w in zip(paths, weights)]
+    out["model"] = {k: sum(w / sum(weights) * s[k] for s, w in zip(states, weights)).to(torch.float16)
+                    for k in target["model"]}
+    return out
+
+
 def read(path, what: str = "handsynth model") -> dict:
     """A file written by ``save`` or ``export``, loaded as plain tensors and containers
     (``weights_only``); a clear ``HandsynthError`` when it is missing or not such a file."""

@@ -51,6 +51,7 @@ class Line:
     offsets: np.ndarray        # (N, 3) in normalised units (x-height ~ 1), y up
     hit_cap: bool              # the step cap ended the line, not the stop rule
     phi: np.ndarray | None = None  # (N, U + 1) window weights over the target text, if asked
+    steps: int = 0             # pen steps sampled before the run-on trim (when the line finished)
 
 
 @dataclass
@@ -219,7 +220,8 @@ def sample_groups(model: SynthesisModel, alphabet: Alphabet, mean, std, groups: 
         ph = phi_all[r, :n, int(prefix[r]):int(ends[r]) + 1]
         off = level_sizes(Line(texts[r], off, False, ph))   # what the trim judges is what the page shows
         n = _trim_run_on(off, ph, texts[r])
-        return Line(texts[r], off[:n], hit_cap=not bool(passed[r]), phi=ph[:n] if return_phi or score else None)
+        return Line(texts[r], off[:n], hit_cap=not bool(passed[r]), phi=ph[:n] if return_phi or score else None,
+                    steps=int(len(off)))
 
     result: list[Line | None] = [None] * n_texts
     tried: list[list] = [[] for _ in range(n_texts)]  # (score, candidate, line) of finished candidates

@@ -171,10 +171,14 @@ def test_ruling_beneath_the_ink_in_png_and_pdf(note):
     near = pts[np.abs(pts[:, 1] - ys[[np.abs(ys - y).argmin() for y in pts[:, 1]]]) < 0.3]
     assert len(near) > 5
     r, c = np.round(near[:, 1]).astype(int), np.round(near[:, 0]).astype(int)
-    # (a ruling drawn over the ink would change nearly all of them; a thin stroke's edge pixels
-    # blend with the line beneath, 20% of the points on this page)
-    same = np.abs(img[r, c] - plain[r, c]).max(1) < 20
-    assert same.mean() > 0.7 and img[r, c][same].sum(1).mean() < 3 * 100, (same.mean(), img[r, c])
+    # each point's darkest pixel within one pixel (the stroke's core: a point rounded to the
+    # stroke's edge sits on pixels that blend with the line beneath); a ruling drawn over the
+    # ink would change nearly all of them
+    def core(a):
+        win = np.stack([a[r + dr, c + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1)], 1).astype(int)
+        return win[np.arange(len(r)), win.sum(2).argmin(1)]
+    same = np.abs(core(img) - core(plain)).max(1) < 20
+    assert same.mean() > 0.8 and core(img)[same].sum(1).mean() < 3 * 100, (same.mean(), core(img))
     # the PDF draws the ruling colour, and only with a ruling
     rgb = np.array([int(RULING_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5)])
     strokes = lambda pdf: np.array(re.findall(rb"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+RG", pdf_content(pdf)), float)

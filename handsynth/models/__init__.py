@@ -78,9 +78,11 @@ class SynthesisModel(nn.Module):
     def start(self, tables, primers: list) -> Stepper:
         raise NotImplementedError
 
-    def adopt(self, state: dict, old_chars: str, new_chars: str) -> None:
+    def adopt(self, state: dict, old_chars: str, new_chars: str, fill: dict | None = None) -> None:
         """Load the weights ``state`` of a network of this family trained on the alphabet
-        ``old_chars`` into this one, built for ``new_chars`` (warm start on a grown alphabet).
+        ``old_chars`` into this one, built for ``new_chars`` (warm start on a grown alphabet);
+        the characters ``old_chars`` lacks start from ``fill``'s weights (a state of this
+        network's shape) where given.
         A family that cannot map characters accepts only an unchanged alphabet."""
         if old_chars != new_chars:
             from ..errors import HandsynthError

@@ -271,11 +271,12 @@ class Synthesizer(SynthesisModel):
         return nll.sum(), batch.mask.sum()
 
     @torch.no_grad()
-    def adopt(self, state: dict, old_chars: str, new_chars: str) -> None:
+    def adopt(self, state: dict, old_chars: str, new_chars: str, fill: dict | None = None) -> None:
         """Warm start on a grown alphabet: the one-hot window vector enters the first layer after
         the 3 pen inputs and every upper layer between them and the layer below; each known
         character's input columns move to its new place, a new character starts from the mean
-        of the known characters' columns plus a little noise (it then learns apart from them)."""
+        of the known characters' columns plus a little noise (it then learns apart from them),
+        or, with ``fill`` (a state of this network's shape), from that state's columns."""
         A = self.config.alphabet_size
         old_of = torch.from_numpy(Alphabet(new_chars).codes_in(old_chars))
         if len(old_of) != A:
@@ -288,8 +289,9 @@ class Synthesizer(SynthesisModel):
             chars = W[:, 3:3 + len(old_chars) + 1]
             mean = chars[:, 1:].mean(1, keepdim=True)
             spread = chars[:, 1:].std() * 0.1
-            grown = torch.where(known[None, :], chars[:, old_of.clamp(min=0)],
-                                mean + spread * torch.randn(W.shape[0], A, generator=g))
+            fresh = (fill[name].float()[:, 3:3 + A] if fill is not None
+                     else mean + spread * torch.randn(W.shape[0], A, generator=g))
+            grown = torch.where(known[None, :], chars[:, old_of.clamp(min=0)], fresh)
             state[name] = torch.cat([W[:, :3], grown, W[:, 3 + len(old_chars) + 1:]], 1)
         self.load_state_dict(state)
 

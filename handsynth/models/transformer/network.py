@@ -184,10 +184,11 @@ class Transformer(SynthesisModel):
         tok = PolarTokenizer.fit([offsets[i] for i in pick], config.angle_bins, config.radius_bins)
         return replace(config, tokenizer=tok.to_dict())
 
-    def adopt(self, state: dict, old_chars: str, new_chars: str) -> None:
+    def adopt(self, state: dict, old_chars: str, new_chars: str, fill: dict | None = None) -> None:
         """Warm start on a grown alphabet (e.g. IAM-OnDB's model on the UNIPEN mix): only the
         character embedding depends on the alphabet; each known character's row moves to its new
-        place, a new character starts from the mean of the known ones plus a little noise. The
+        place, a new character starts from the mean of the known ones plus a little noise (or,
+        with ``fill``, a state of this network's shape, from that state's row). The
         tokenizer's bins stay the model's own (they are in its config)."""
         A = self.config.alphabet_size
         old_of = torch.from_numpy(Alphabet(new_chars).codes_in(old_chars))
@@ -196,7 +197,8 @@ class Transformer(SynthesisModel):
         state = {k: v.float() for k, v in state.items()}
         E = state["chars.weight"]
         g = torch.Generator().manual_seed(0)
-        fresh = E[1:].mean(0, keepdim=True) + E[1:].std() * 0.1 * torch.randn(A, E.shape[1], generator=g)
+        fresh = (fill["chars.weight"].float() if fill is not None
+                 else E[1:].mean(0, keepdim=True) + E[1:].std() * 0.1 * torch.randn(A, E.shape[1], generator=g))
         state["chars.weight"] = torch.where((old_of >= 0)[:, None], E[old_of.clamp(min=0)], fresh)
         state["chars.weight"][0] = E[0]   # the padding symbol
         self.load_state_dict(state)
