@@ -196,11 +196,16 @@ def save(obj, path) -> None:
 def export(ckpt: dict, path, keys=EXPORT_KEYS, dtype=None) -> None:
     """The shippable part of a training checkpoint: ``keys`` (those present) and the weights,
     as float16 unless ``dtype`` says otherwise."""
+    save(exported(ckpt, keys, dtype), path)
+
+
+def exported(ckpt: dict, keys=EXPORT_KEYS, dtype=None) -> dict:
+    """What ``export`` writes: ``keys`` (those present) and the weights, float16 by default."""
     import torch
 
     keep = {k: ckpt[k] for k in keys if k in ckpt}
     keep["model"] = {k: v.to(dtype or torch.float16) for k, v in ckpt["model"].items()}
-    save(keep, path)
+    return keep
 
 
 def average(paths, weights=None) -> dict:
@@ -210,8 +215,6 @@ def average(paths, weights=None) -> dict:
     all the others: a model lacking some characters joins on the largest alphabet through its
     family's ``adopt``, and those characters' weights are the mean over the models that have
     them. A clear ``HandsynthError`` for files that cannot be averaged."""
-    import torch
-
     paths = [Path(p) for p in paths]
     weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
     if not paths or len(weights) != len(paths) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
@@ -243,12 +246,10 @@ def average(paths, weights=None) -> dict:
             net = build(arch, target["config"])
             net.adopt(f["model"], f["alphabet"], chars, fill=full)
             states.append(net.state_dict())
-    out = {k: target[k] for k in EXPORT_KEYS if k in target}
-    out["step"] = max(int(f.get("step") or 0) for f in files)
-    out["averaged_from"] = [f"{p.name} x {w / sum(weights):.3f}" for p, w in zip(paths, weights)]
-    out["model"] = {k: sum(w / sum(weights) * s[k] for s, w in zip(states, weights)).to(torch.float16)
-                    for k in target["model"]}
-    return out
+    mean = {k: sum(w / sum(weights) * s[k] for s, w in zip(states, weights)) for k in target["model"]}
+    return exported({**target, "model": mean, "step": max(int(f.get("step") or 0) for f in files),
+                     "averaged_from": [f"{p.name} x {w / sum(weights):.3f}" for p, w in zip(paths, weights)]},
+                    EXPORT_KEYS + ("averaged_from",))
 
 
 def read(path, what: str = "handsynth model") -> dict:
