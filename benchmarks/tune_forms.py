@@ -9,7 +9,7 @@ the tuned model primed with that line, and the real line (the ceiling). Legibili
 the recogniser on the written lines, and on a check text of characters the forms' users rarely
 write (capitals, digits, symbols), base model against tuned, both primed.
 
-    python benchmarks/tune_forms.py --iam ../shared/data/iam-ondb --forms 16 [--lines 5] [--steps 60] [--lr 3e-5]
+    python benchmarks/tune_forms.py --iam ../shared/data/iam-ondb --forms 16 [--model lstm-mix] [--lines 5] [--steps 60] [--lr 3e-5]
         [--sheet docs/tune.png] [--json results.json]
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iam", required=True)
+    ap.add_argument("--model", default=None, help="the base model to tune (a shipped name or a file; default: the default model)")
     ap.add_argument("--forms", type=int, default=16)
     ap.add_argument("--lines", type=int, default=3, help="the user's sentences per form (the last held out)")
     ap.add_argument("--steps", type=int, default=TuneConfig.max_steps)
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default=TuneConfig.parts)
     ap.add_argument("--rank", type=int, default=TuneConfig.rank)
     ap.add_argument("--anchor", type=float, default=TuneConfig.anchor)
+    ap.add_argument("--primed", action=argparse.BooleanOptionalAction, default=TuneConfig.primed,
+                    help="primed tuning (TuneConfig.primed)")
     ap.add_argument("--bias", type=float, default=None, help="sampling bias (default: SamplingOptions.bias)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strengths", default=f"{TuneConfig.strength:g}",
@@ -54,7 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sheet", help="a PNG of the first 3 forms: the real line, primed, tuned and primed")
     a = ap.parse_args(argv)
 
-    hw = handsynth.load_model()
+    hw = handsynth.load_model(a.model)
     enc = load_style_encoder()
     rec_path = find_recognizer()
     rec = load_recognizer(rec_path) if rec_path else None
@@ -66,7 +69,8 @@ def main(argv=None) -> int:
     forms = sorted(f for f, idx in by_form.items() if len(idx) >= a.lines + 2)
     forms = [forms[k] for k in sorted(np.random.default_rng(a.seed).permutation(len(forms))[:a.forms])]
     opts = SamplingOptions(seed=a.seed) if a.bias is None else SamplingOptions(seed=a.seed, bias=a.bias)
-    config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, rank=a.rank, anchor=a.anchor, seed=a.seed)
+    config = TuneConfig(parts=a.parts, lr=a.lr, max_steps=a.steps, rank=a.rank, anchor=a.anchor, seed=a.seed,
+                        primed=a.primed)
     gallery, gallery_forms = [], []
     strengths = [float(x) for x in a.strengths.split(",")]
     at = lambda name, s: name if s == TuneConfig.strength else f"{name}@{s:g}"   # noqa: E731

@@ -55,6 +55,8 @@ class TuneConfig:
     anchor: float = 0.0        # weight of the L2 pull towards the base weights (per parameter, mean)
     rank: int = 16             # rank of each weight matrix's change in the file (0: the whole change)
     strength: float = 0.5      # the share of the tuned change the file keeps (see the module docstring)
+    primed: bool = False       # also train each line as the continuation of another (as a primed model writes
+                               # it), and judge the held-out line primed with the first line (docs/measurements.md)
     seed: int = 0
 
 
@@ -145,8 +147,14 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
     n_params = sum(p.numel() for p in params)
     opt = torch.optim.Adam(params, lr=config.lr)
     lines, line_texts = list(offsets[:-1]), list(texts[:-1])
-    train = make_batch(lines, line_texts, hw.alphabet, hw.mean, hw.std)
-    held = make_batch(list(offsets[-1:]), list(texts[-1:]), hw.alphabet, hw.mean, hw.std)
+    if config.primed:
+        n = len(lines)   # line i continues line i - 1 (the first continues the last); alone too
+        pairs = [(lines[i - 1], line_texts[i - 1], lines[i], line_texts[i]) for i in range(n)] if n > 1 else []
+        train = primed_batch(pairs, lines, line_texts, hw)
+        held = primed_batch([(offsets[0], texts[0], offsets[-1], texts[-1])], [], [], hw)
+    else:
+        train = make_batch(lines, line_texts, hw.alphabet, hw.mean, hw.std)
+        held = make_batch(list(offsets[-1:]), list(texts[-1:]), hw.alphabet, hw.mean, hw.std)
 
     def held_out() -> float:
         model.eval()
@@ -202,6 +210,33 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
     return Tuned(delta, {"name": hw.name, "file": Path(hw.path).name, "path": str(Path(hw.path).resolve()),
                          "sha256": file_sha256(hw.path)}, config,
                  history, best_step, len(texts) - 1, texts[-1], stopped)
+
+
+def continued(primer: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """``line``'s offsets joined after ``primer``'s as one line: it starts a word's gap (half the
+    primer's height) right of the primer's rightmost point, on the primer's baseline, as a primed sample
+    continues the primer's strokes with the text after them."""
+    ends = np.cumsum(primer[:, :2], 0)
+    gap = 0.5 * (float(np.ptp(ends[:, 1])) or 2.0)
+    first = line[0].copy()
+    first[:2] = [ends[:, 0].max() + gap - ends[-1, 0], -ends[-1, 1]]
+    first[2] = 0.0
+    head = primer.copy()
+    head[-1, 2] = 1.0   # the pen leaves the paper before the jump
+    return np.concatenate([head, first[None], line[1:]]).astype(np.float32)
+
+
+def primed_batch(pairs: list, lines: list, texts: list, hw):
+    """A batch of ``pairs`` (primer offsets, its text, line offsets, its text), each one row of the
+    primer then the line (``continued``) whose likelihood counts only the line's own steps after the
+    jump to it, and of ``lines`` (with ``texts``) alone."""
+    from .data.corpus import make_batch
+
+    rows = [continued(p, o) for p, _, o, _ in pairs] + list(lines)
+    batch = make_batch(rows, [f"{pt} {t}" for _, pt, _, t in pairs] + list(texts), hw.alphabet, hw.mean, hw.std)
+    for b, (p, _, _, _) in enumerate(pairs):
+        batch.mask[b, :len(p) + 1] = 0.0
+    return batch
 
 
 def low_rank(delta: torch.Tensor, rank: int):

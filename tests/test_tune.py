@@ -264,3 +264,24 @@ def test_bad_tuning_requests_and_bad_tuned_files_get_one_clear_line(tune_server,
         error(c.post("/v1/write", json={**body, "tuned": base64.b64encode((tmp_path / "other.pt").read_bytes()).decode()}),
               400, "another model")
         assert c.get("/healthz").status_code == 200
+
+
+def test_a_primed_pair_is_the_line_continuing_the_primer_and_only_the_line_counts(hw):
+    from handsynth.tune import continued, primed_batch
+    rng = np.random.default_rng(3)
+    primer = np.c_[rng.normal(0.3, 0.2, (40, 2)), np.zeros(40)].astype(np.float32)
+    line = np.c_[rng.normal(0.3, 0.2, (30, 2)), np.zeros(30)].astype(np.float32)
+    primer[[9, 19], 2] = line[[14], 2] = 1.0
+    both = continued(primer, line)
+    assert both.shape == (70, 3)   # the line's first offset becomes the jump to it
+    np.testing.assert_array_equal(both[:39], primer[:39])
+    np.testing.assert_array_equal(both[41:], line[1:])
+    assert both[39, 2] == 1.0 and both[40, 2] == 0.0         # pen up before the jump, down after it
+    ends = np.cumsum(primer[:, :2], 0)
+    start = np.cumsum(both[:, :2], 0)[40]                             # where the line's pen lands
+    gap = 0.5 * float(np.ptp(ends[:, 1]))
+    np.testing.assert_allclose(start, [ends[:, 0].max() + gap, 0.0], atol=1e-4)
+    b = primed_batch([(primer, "ab", line, "cd")], [line], ["cd"], hw)
+    assert b.mask.shape[0] == 2 and float(b.mask[0, :41].sum()) == 0 and float(b.mask[0, 41:].sum()) == 29
+    assert float(b.mask[1].sum()) == 30
+    assert hw.alphabet.decode(b.text[0][b.text_mask[0] > 0].tolist()) == "ab cd"
