@@ -119,6 +119,12 @@ def sample_lines(model: SynthesisModel, alphabet: Alphabet, mean, std, texts: li
     return out
 
 
+def primed_text(primer_text: str, text: str) -> str:
+    """The text a primed line is conditioned on: the primer's, a space, then the new text (tuning
+    with ``TuneConfig.primed`` trains on the same)."""
+    return f"{primer_text} {text}"
+
+
 def _check_texts(texts: list[str]) -> None:
     for t in texts:
         if not t.strip():
@@ -184,7 +190,7 @@ def sample_groups(model: SynthesisModel, alphabet: Alphabet, mean, std, groups: 
     base = [s for g in live for s in groups[g].seeds]
     seeds = [s + (first_candidate + a) * RESAMPLE_SEED_STEP for a in range(C) for s in base]
     B = len(texts)
-    heads = {g: (groups[g].primer.text + " ") if groups[g].primer is not None else "" for g in live}
+    heads = {g: primed_text(groups[g].primer.text, "") if groups[g].primer is not None else "" for g in live}
     full = [heads[group_of[r % n_texts]] + t for r, t in enumerate(texts)]
     prefix = np.array([len(heads[group_of[r % n_texts]]) for r in range(B)], np.int64)
     U = max(len(f) for f in full)

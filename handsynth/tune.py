@@ -231,9 +231,10 @@ def primed_batch(pairs: list, lines: list, texts: list, hw):
     primer then the line (``continued``) whose likelihood counts only the line's own steps after the
     jump to it, and of ``lines`` (with ``texts``) alone."""
     from .data.corpus import make_batch
+    from .sampling import primed_text
 
     rows = [continued(p, o) for p, _, o, _ in pairs] + list(lines)
-    batch = make_batch(rows, [f"{pt} {t}" for _, pt, _, t in pairs] + list(texts), hw.alphabet, hw.mean, hw.std)
+    batch = make_batch(rows, [primed_text(pt, t) for _, pt, _, t in pairs] + list(texts), hw.alphabet, hw.mean, hw.std)
     for b, (p, _, _, _) in enumerate(pairs):
         batch.mask[b, :len(p) + 1] = 0.0
     return batch
