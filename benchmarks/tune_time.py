@@ -6,7 +6,7 @@ For each of ``--forms`` test forms with at least ``--lines`` lines the model can
 runs ``--rounds`` times, the forms interleaved within each round. Prints each run's wall time,
 steps and why it stopped, and the median per form and over all runs.
 
-    python benchmarks/tune_time.py --iam ../shared/data/iam-ondb [--forms 3] [--lines 5] [--rounds 3]
+    python benchmarks/tune_time.py --iam ../shared/data/iam-ondb [--forms 3] [--lines 5] [--rounds 3] [--no-primed]
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--forms", type=int, default=3)
     ap.add_argument("--lines", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--primed", action=argparse.BooleanOptionalAction, default=None,
+                    help="pass --primed / --no-primed to handsynth tune (default: its default)")
     ap.add_argument("--json", help="write the results here too")
     a = ap.parse_args(argv)
 
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
         for f in forms:
             out = work / f"{f}-{r}.pt"
             t0 = time.perf_counter()
-            p = subprocess.run([sys.executable, "-m", "handsynth", "tune", "--samples", str(files[f]), "--out", str(out)],
+            p = subprocess.run([sys.executable, "-m", "handsynth", "tune", "--samples", str(files[f]), "--out", str(out)]
+                               + ([] if a.primed is None else ["--primed" if a.primed else "--no-primed"]),
                                capture_output=True, text=True)
             dt = time.perf_counter() - t0
             if p.returncode:
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
         print(f"  {f}: median {statistics.median(ts):.1f} s ({', '.join(f'{t:.1f}' for t in ts)})")
     print(f"  all {len(every)} runs: median {statistics.median(every):.1f} s, range {min(every):.1f}-{max(every):.1f} s")
     if a.json:
-        Path(a.json).write_text(json.dumps({"lines": a.lines, "runs": runs}, indent=1))
+        Path(a.json).write_text(json.dumps({"lines": a.lines, "primed": a.primed, "runs": runs}, indent=1))
     return 0
 
 

@@ -395,7 +395,8 @@ def parser() -> argparse.ArgumentParser:
     tu.add_argument("--primed", action=argparse.BooleanOptionalAction, default=TuneConfig.primed,
                     help="also learn each sentence as the continuation of another, as a primed model writes it: "
                          "with 2-4 sentences of one person, the tuned and primed hand is found by the style encoder "
-                         "more often (docs/measurements.md); default off")
+                         "more often (docs/measurements.md); on by default, --no-primed for sentences of several "
+                         "writers")
     tu.add_argument("--seed", type=_ranged(int, 0, 2**31 - 1, "a whole number from 0"), default=0)
     tu.add_argument("-q", "--quiet", action="store_true")
     tu.set_defaults(func=_tune)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,15 +19,20 @@ import torch
 import handsynth
 from handsynth.errors import HandsynthError
 from handsynth.server.app import MAX_TUNE_BODY_BYTES
-from handsynth.styles import builtin_styles
 from handsynth.tune import TuneConfig, expand, low_rank, save_tuned, tune, tuned_writer
 
 
+ONE_HAND = Path(__file__).parent / "fixtures" / "one_hand.json"   # one hand's sentences (make_one_hand.py)
+
+
+def _sample_docs(n=3):
+    """The first ``n`` sentences of one hand, as sample documents (texts and strokes, y up)."""
+    return json.loads(ONE_HAND.read_text())["samples"][:n]
+
+
 def _samples_file(path, n=3):
-    """Built-in style samples as one sample file (their texts and strokes, y up)."""
-    items = [{"text": s.text, "y_axis": "up", "strokes": [np.asarray(p).round(3).tolist() for p in s.strokes]}
-             for s in builtin_styles()[:n]]
-    path.write_text(json.dumps({"samples": items}))
+    """The first ``n`` sentences of one hand as one sample file."""
+    path.write_text(json.dumps({"samples": _sample_docs(n)}))
     return path
 
 
@@ -44,10 +50,12 @@ def tuned_file(tmp_path_factory):
     return out
 
 
-def test_the_held_out_line_improves_and_the_change_is_what_the_file_applies(hw, tmp_path):
+@pytest.mark.parametrize("primed", [True, False])
+def test_the_held_out_line_improves_and_the_change_is_what_the_file_applies(hw, tmp_path, primed):
     from handsynth.data.samples import load_samples
     samples = load_samples(_samples_file(tmp_path / "me.json"))
-    t = tune(hw, samples, TuneConfig(max_steps=6, eval_every=2, lr=3e-5, rank=0))
+    t = tune(hw, samples, TuneConfig(max_steps=6, eval_every=2, lr=3e-5, rank=0, primed=primed))
+    assert TuneConfig().primed and t.config.primed == primed
     assert [s for s, _ in t.history] == [0, 2, 4, 6]
     first, best = t.history[0][1], min(h for _, h in t.history)
     assert best < first and t.best_step > 0 and t.lines == 2 and t.held_out == samples[-1].text
@@ -136,11 +144,6 @@ def test_ctrl_c_keeps_the_best_step(tmp_path):
 
 
 # ---- learning a hand over HTTP (POST /v1/tune, the web page's "learn my hand") -----------------
-
-def _sample_docs(n=3):
-    return [{"text": s.text, "y_axis": "up", "strokes": [np.asarray(p).round(3).tolist() for p in s.strokes]}
-            for s in builtin_styles()[:n]]
-
 
 def _wait_done(client, url, timeout=300):
     deadline = time.monotonic() + timeout
