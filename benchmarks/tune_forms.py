@@ -9,7 +9,7 @@ the tuned model primed with that line, and the real line (the ceiling). Legibili
 the recogniser on the written lines, and on a check text of characters the forms' users rarely
 write (capitals, digits, symbols), base model against tuned, both primed.
 
-    python benchmarks/tune_forms.py --iam ../shared/data/iam-ondb --forms 16 [--model lstm-mix] [--lines 5] [--steps 60] [--lr 3e-5]
+    python benchmarks/tune_forms.py --iam ../shared/data/iam-ondb --forms 16 [--model lstm-mix] [--lines 5] [--primer-lines 2] [--steps 60] [--lr 3e-5]
         [--sheet docs/tune.png] [--json results.json]
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ def main(argv=None) -> int:
     from handsynth.evaluate import find_recognizer, judge_lines
     from handsynth.measures import cer
     from handsynth.recognizer import load_recognizer, recognize
-    from handsynth.sampling import Primer, SamplingOptions, sample_checked
+    from handsynth.sampling import Primer, SamplingOptions, primed_text, sample_checked
     from handsynth.style_encoder import embed, load_style_encoder, retrieval
-    from handsynth.tune import TuneConfig, tune_lines, tuned_writer
+    from handsynth.tune import TuneConfig, continued, tune_lines, tuned_writer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iam", required=True)
@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--anchor", type=float, default=TuneConfig.anchor)
     ap.add_argument("--primed", action=argparse.BooleanOptionalAction, default=TuneConfig.primed,
                     help="primed tuning (TuneConfig.primed)")
+    ap.add_argument("--primer-lines", type=int, default=1,
+                    help="prime with the user's first N sentences joined as one line (tune.continued; default 1)")
     ap.add_argument("--bias", type=float, default=None, help="sampling bias (default: SamplingOptions.bias)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strengths", default=f"{TuneConfig.strength:g}",
@@ -86,6 +88,8 @@ def main(argv=None) -> int:
         gallery_forms += [f] * len(idx[a.lines + 1:])
         text = corpus.texts[target]
         primer = Primer(corpus.offsets[user[0]], corpus.texts[user[0]])
+        for i in user[1:a.primer_lines]:   # the next sentences after it, as a primed model would continue
+            primer = Primer(continued(primer.offsets, corpus.offsets[i]), primed_text(primer.text, corpus.texts[i]))
         t0 = time.perf_counter()
         tuned = tune_lines(hw, [corpus.offsets[i] for i in user], [corpus.texts[i] for i in user], config)
         times.append(time.perf_counter() - t0)
