@@ -70,8 +70,8 @@ def test_sigkill_at_random_moments_then_resume(tiny_iam, tmp_path, kills):
     ck_path = out / "checkpoint.pt"
     cmd = _cmd(tiny_iam, out, cache, "--max-steps", "1000", "--eval-every", "2")
     orphans, exact, k = 0, 0, -1
-    # a mid-write kill can land just after the commit's rename: then up to 4 more rounds until one
-    # leaves a temporary file behind
+    # a mid-write kill can land just after the commit's rename: then up to 8 more rounds (4 of
+    # them mid-write) until one leaves a temporary file behind
     while (k := k + 1) < kills or (not orphans and k < kills + 8):
         p = subprocess.Popen(cmd + (["--resume"] if k else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
