@@ -221,6 +221,7 @@ def _tune(a) -> None:
         first, best = tuned.history[0][1], min(h for _, h in tuned.history)
         print(f"{a.out}: {got['bytes'] / 1024:.0f} KiB, from {tuned.lines} line(s); held-out NLL per pen step "
               f"{first:.3f} -> {best:.3f} at step {tuned.best_step}; stopped: {tuned.stopped}")
+        print(f"it writes primed with {tuned.primer[0]!r} (--style or --style-file for another primer)")
 
 
 def _run_args(p: argparse.ArgumentParser, tc, what: str) -> None:
@@ -290,7 +291,8 @@ def parser() -> argparse.ArgumentParser:
                    help="output file: .png, .svg, .pdf, .gcode (pen plotters), .inkml (ink exchange), "
                         ".gif or .webp (the writing as it appears)")
     w.add_argument("--style", help="a built-in style id or name (see `handsynth styles`)")
-    w.add_argument("--style-file", help="a JSON sample of your own handwriting (see docs/samples.md)")
+    w.add_argument("--style-file", help="a JSON (or InkML) sample of your own handwriting (see docs/samples.md); "
+                                        "of several sentences, the first two prime, joined")
     w.add_argument("--bias", type=float, default=SamplingOptions.bias, help=f"neatness: 0 wild ... 10 very neat (default {SamplingOptions.bias})")
     w.add_argument("--seed", type=int, default=SamplingOptions.seed)
     w.add_argument("--width", type=int, help=f"page width in pixels (default {PageOptions.width}), without --paper")

@@ -8,7 +8,7 @@ Conventions (shared by the whole package):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -170,9 +170,52 @@ def normalize_line(strokes: Strokes, norm: Normalization = Normalization()) -> n
     return off
 
 
+# steps per character of the IAM-OnDB training lines as normalised (downsample 2): 5th, 50th
+# and 95th percentile
+TRAIN_STEPS_PER_CHAR = (8.25, 11.1, 15.6)
+
+
+def normalize_sample(strokes: Strokes, n_chars: int, norm: Normalization = Normalization()) -> np.ndarray:
+    """A person's sample (a style, a line to tune on) normalised as ``normalize_line``, at the
+    density of the training lines: where ``norm`` gives it fewer or more steps per character than
+    nearly all of them (a pen or screen sampled slower or faster than IAM-OnDB's tablet, or strokes
+    the model wrote, already downsampled), every n-th point is kept instead, the n whose steps per
+    character are nearest the training lines' median. A primer at half their density misleads the
+    window (the first letter of each line went missing) and tuning on it teaches a hand of half
+    the steps."""
+    off = normalize_line(strokes, norm)
+    lo, mid, hi = TRAIN_STEPS_PER_CHAR
+    if n_chars <= 0 or len(off) < 2 or lo <= len(off) / n_chars <= hi:
+        return off
+    tried = {norm.downsample: off}
+    for d in range(1, 9):
+        if d not in tried:
+            tried[d] = normalize_line(strokes, replace(norm, downsample=d))
+    return min(tried.values(), key=lambda o: abs(np.log(max(len(o), 1) / n_chars / mid)))
+
+
 def standardize(off: np.ndarray, mean, std) -> np.ndarray:
     """Offsets in normalised units -> the network's standardised units: (dx, dy) minus the
     training lines' mean, over their standard deviation (end_of_stroke unchanged)."""
     out = off.astype(np.float32, copy=True)
     out[:, :2] = (out[:, :2] - mean) / std
     return out
+
+
+def continued(primer: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """``line``'s offsets joined after ``primer``'s as one line: it starts a word's gap (half the
+    primer's height) right of the primer's rightmost point, its baseline (``baseline``) where the
+    primer's ends, as a primed sample continues the primer's strokes with the text after them."""
+    ends = np.cumsum(primer[:, :2].astype(np.float64), 0)
+    own = np.cumsum(line[:, :2].astype(np.float64), 0)
+    gap = 0.5 * (float(np.ptp(ends[:, 1])) or 2.0)
+    x = ends[:, 0].max() + gap
+    slope, intercept, _ = baseline([ends])
+    line_slope, line_intercept, _ = baseline([own])
+    y = slope * x + intercept + own[0, 1] - (line_slope * own[0, 0] + line_intercept)   # baselines meet
+    first = line[0].copy()
+    first[:2] = [x - ends[-1, 0], y - ends[-1, 1]]
+    first[2] = 0.0
+    head = primer.copy()
+    head[-1, 2] = 1.0   # the pen leaves the paper before the jump
+    return np.concatenate([head, first[None], line[1:]]).astype(np.float32)

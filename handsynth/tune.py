@@ -21,11 +21,15 @@ retrieval top-1 69% against 75% for the whole change and 56% for priming alone) 
 legibility: recogniser CER 6.3% against 11.0% (primed only: 7.1%), and on texts of capitals, digits
 and symbols the person never wrote, Tesseract CER 40.0% against 47.8% (base model: 42.3%).
 
-Writing with a tuned model still primes with the person's own sentence where given (``style``):
+Writing with a tuned model still primes with the person's own sentences:
 tuning and priming add up (docs/measurements.md). So by default (``primed``) each sentence is
 also learnt as the continuation of another of the person's, as a primed model writes it, and the
 held-out sentence is judged written after the first: on the 16 forms, top-1 81% with 2 sentences
 (the real line's; unprimed tuning 62%, priming alone 56%) and 44% with 4 (38%, 25%).
+
+The file also keeps the person's first two sentences joined as one line (``own_primer``), and a
+tuned model writes primed with them when no style is given (``Handwriter.own_primer``): with 4
+sentences to learn from, top-1 50% against 25% for priming with one sentence.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ import torch
 
 from .checkpoint import read, write_atomic
 from .errors import HandsynthError
+from .strokes import continued
 
 KIND = "handsynth-tuned"
 FORMAT = 1
@@ -75,6 +80,7 @@ class Tuned:
     lines: int = 0             # lines trained on
     held_out: str = ""         # the held-out line's text
     stopped: str = ""          # why it stopped
+    primer: tuple | None = None   # (text, offsets): the first sentences joined, the hand's own primer
 
 
 def tuned_writer(hw, tuned: Tuned, rank: int | None = None, strength: float | None = None):
@@ -213,21 +219,19 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
     delta = {k: (best_state[k] - base[k]) if best_state else torch.zeros_like(base[k]) for k in base}
     return Tuned(delta, {"name": hw.name, "file": Path(hw.path).name, "path": str(Path(hw.path).resolve()),
                          "sha256": file_sha256(hw.path)}, config,
-                 history, best_step, len(texts) - 1, texts[-1], stopped)
+                 history, best_step, len(texts) - 1, texts[-1], stopped, own_primer(offsets, texts))
 
 
-def continued(primer: np.ndarray, line: np.ndarray) -> np.ndarray:
-    """``line``'s offsets joined after ``primer``'s as one line: it starts a word's gap (half the
-    primer's height) right of the primer's rightmost point, on the primer's baseline, as a primed sample
-    continues the primer's strokes with the text after them."""
-    ends = np.cumsum(primer[:, :2], 0)
-    gap = 0.5 * (float(np.ptp(ends[:, 1])) or 2.0)
-    first = line[0].copy()
-    first[:2] = [ends[:, 0].max() + gap - ends[-1, 0], -ends[-1, 1]]
-    first[2] = 0.0
-    head = primer.copy()
-    head[-1, 2] = 1.0   # the pen leaves the paper before the jump
-    return np.concatenate([head, first[None], line[1:]]).astype(np.float32)
+def own_primer(offsets: list, texts: list) -> tuple:
+    """A tuned hand's own primer, kept in its file: the person's first ``styles.PRIMER_SENTENCES``
+    sentences joined as one line, as a style of several sentences primes (``styles.Style``)."""
+    from .sampling import primed_text
+    from .styles import PRIMER_SENTENCES
+
+    off, text = offsets[0], texts[0]
+    for o, t in zip(offsets[1:PRIMER_SENTENCES], texts[1:PRIMER_SENTENCES]):
+        off, text = continued(off, o), primed_text(text, t)
+    return text, np.asarray(off, np.float32)
 
 
 def primed_batch(pairs: list, lines: list, texts: list, hw):
@@ -267,6 +271,8 @@ def tuned_document(tuned: Tuned) -> dict:
     doc = {"kind": KIND, "format": FORMAT, "model": {}, "base": tuned.base, "config": asdict(tuned.config),
            "history": tuned.history, "best_step": tuned.best_step, "lines": tuned.lines,
            "held_out": tuned.held_out, "stopped": tuned.stopped}
+    if tuned.primer is not None:
+        doc["primer"] = {"text": tuned.primer[0], "offsets": torch.from_numpy(np.ascontiguousarray(tuned.primer[1]))}
     for k, v in stored.items():   # "model" holds plain tensors (weights_only); factors as NAME.u / NAME.v
         if isinstance(v, tuple):
             doc["model"][k + ".u"], doc["model"][k + ".v"] = v
@@ -315,6 +321,7 @@ def apply_tuned(ck: dict, path, load_model, shipped):
         raise HandsynthError(f"{path}: tuned from another version of {base.get('file') or name!r}; "
                              f"tune again with this one")
     add_change(hw.model, ck, path)
+    hw.own_primer = read_primer(ck, hw.alphabet, path)
     hw.path, hw.name = Path(path), None
     return hw
 
@@ -342,8 +349,33 @@ def _copy_with(hw, ck: dict, label):
     out = copy.copy(hw)
     out.model = copy.deepcopy(hw.model)
     add_change(out.model, ck, label)
+    out.own_primer = read_primer(ck, hw.alphabet, label)
     out.batcher = None
     return out
+
+
+MAX_PRIMER_STEPS = 20_000
+
+
+def read_primer(ck: dict, alphabet, label):
+    """A tuned file's own primer (``sampling.Primer``) once checked, or None for a file without
+    one (made before tuned files kept it)."""
+    from .sampling import Primer
+
+    p = ck.get("primer")
+    if p is None:
+        return None
+    off, text = (p.get("offsets"), p.get("text")) if isinstance(p, dict) else (None, None)
+    if not (isinstance(off, torch.Tensor) and isinstance(text, str) and off.dim() == 2 and off.shape[1] == 3
+            and 2 <= off.shape[0] <= MAX_PRIMER_STEPS and 0 < len(text) <= MAX_PRIMER_STEPS
+            and torch.isfinite(off).all() and bool(((off[:, 2] == 0) | (off[:, 2] == 1)).all())):
+        raise HandsynthError(f"{label}: not a usable tuned model file (its own sentences do not fit)")
+    try:
+        text = alphabet.normalize(text, skip_unknown=False)
+    except HandsynthError:
+        raise HandsynthError(f"{label}: not a usable tuned model file (its sentences have characters the "
+                             f"model cannot write)") from None
+    return Primer(off.float().numpy().copy(), text)
 
 
 def add_change(model, ck: dict, label) -> None:

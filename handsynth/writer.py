@@ -88,6 +88,7 @@ class Handwriter:
     path: Path | None = None
     name: str | None = None    # the shipped model's name, if it is one
     batcher: object = None     # a batching.Batcher: lines sampled in batches shared with other threads' writes
+    own_primer: Primer | None = None   # a tuned hand's own: its person's first two sentences (tune.read_primer)
     _reader: object = field(default=None, repr=False)   # the proofreader (proofreader())
 
     def proofreader(self):
@@ -112,20 +113,21 @@ class Handwriter:
         return self.model.arch
 
     def primer(self, style) -> Primer | None:
-        """``style``: None (the model's own hand), a built-in id or name, a Style, a path to a
-        sample file, or a sample as a dict."""
+        """``style``: None (the model's own hand: for a tuned model, primed with the sentences it
+        was learnt from), a built-in id or name, a Style, a path to a sample file, or a sample as a
+        dict or a list of up to two of one person's."""
         if style is None or style == "":
-            return None
-        if isinstance(style, dict):
+            return self.own_primer
+        if isinstance(style, (dict, list)):
             style = style_from_json(style)
         elif isinstance(style, os.PathLike):
             style = style_from_file(Path(style))
         elif isinstance(style, str):
             style = get_style(style)
         elif not isinstance(style, Style):
-            raise HandsynthError(f"style must be a built-in style's id or name, a Style, a sample dict or a "
-                                 f"pathlib.Path of a sample file (got {type(style).__name__})")
-        text = self.alphabet.normalize(style.text, skip_unknown=False) if style.text else ""
+            raise HandsynthError(f"style must be a built-in style's id or name, a Style, a sample dict (or a list "
+                                 f"of up to two), or a pathlib.Path of a sample file (got {type(style).__name__})")
+        text = self.alphabet.normalize(style.primer_text, skip_unknown=False) if style.text else ""
         return Primer(style.offsets(), text)
 
     def lines(self, texts: list[str], style=None, options: SamplingOptions = SamplingOptions(),

@@ -5,8 +5,65 @@ from __future__ import annotations
 
 import numpy as np
 
-from handsynth.strokes import dots_as_strokes, offsets_to_strokes
-from handsynth.styles import Style, get_style
+import json
+from pathlib import Path
+
+import pytest
+
+from handsynth.errors import HandsynthError
+from handsynth.sampling import primed_text
+from handsynth.strokes import TRAIN_STEPS_PER_CHAR, Normalization, dots_as_strokes, normalize_line, normalize_sample, offsets_to_strokes
+from handsynth.styles import Style, get_style, style_from_file, style_from_json
+
+ONE_HAND = Path(__file__).parent / "fixtures" / "one_hand.json"   # one hand's sentences (make_one_hand.py)
+
+
+def test_a_persons_sample_is_normalised_at_the_training_lines_density():
+    """A sample sampled at half the density (the fixture: strokes the model wrote, already
+    downsampled) keeps every point; one at twice it keeps every fourth; a sample within the
+    training lines' range is normalised as the corpus's."""
+    lo, mid, hi = TRAIN_STEPS_PER_CHAR
+    doc = json.loads(ONE_HAND.read_text())["samples"][0]
+    strokes = dots_as_strokes([np.asarray(s, np.float32) for s in doc["strokes"]])
+    n = len(doc["text"])
+    assert len(normalize_line(strokes)) / n < lo                       # as the corpus would: half the steps
+    sparse = normalize_sample(strokes, n)
+    np.testing.assert_array_equal(sparse, normalize_line(strokes, Normalization(downsample=1)))
+    assert lo <= len(sparse) / n <= hi
+    dense = [np.repeat(s, 4, axis=0) + np.linspace(0, 1e-3, 4 * len(s))[:, None] for s in strokes]   # 4x the points
+    assert lo <= len(normalize_sample(dense, n)) / n <= hi and len(normalize_line(dense)) / n > hi
+    bank = get_style("s05")
+    assert not bank.custom and np.array_equal(bank.offsets(), normalize_line(dots_as_strokes(bank.strokes)))
+    ok = dots_as_strokes(bank.strokes)
+    np.testing.assert_array_equal(normalize_sample(ok, len(bank.text)), normalize_line(ok))
+
+
+def test_a_style_of_several_sentences_primes_with_the_first_two_joined(hw, tmp_path):
+    docs = json.loads(ONE_HAND.read_text())["samples"]
+    st = style_from_file(ONE_HAND)                       # four sentences: the first two prime
+    assert st.text == docs[0]["text"] and len(st.more) == 1 and st.more[0].text == docs[1]["text"]
+    assert st.primer_text == primed_text(docs[0]["text"], docs[1]["text"])
+    a, b = (normalize_sample(dots_as_strokes([np.asarray(s, np.float32) for s in d["strokes"]]), len(d["text"]))
+            for d in docs[:2])
+    off = st.offsets()
+    assert off.shape == (len(a) + len(b), 3)
+    np.testing.assert_array_equal(off[:len(a) - 1], a[:-1])
+    np.testing.assert_array_equal(off[len(a) + 1:], b[1:])
+    xs = np.cumsum(off[:, 0])
+    assert xs[len(a):].min() > xs[:len(a)].max()        # the second sentence written right of the first
+    p = hw.primer(st)
+    assert p.text == st.primer_text and p.offsets.shape == off.shape
+    assert hw.primer(docs[:2]).text == p.text            # the library takes the list of sample dicts too
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(docs[0]))
+    assert style_from_file(one).more == () and hw.primer(Path(one)).text == docs[0]["text"]
+    for bad, fragment in (([], "1 to 2 sentences"), (docs[:3], "1 to 2 sentences"),
+                          ([docs[0], {**docs[1], "text": "hi"}], "style sample 1: the sample's text is too short")):
+        with pytest.raises(HandsynthError, match=fragment):
+            style_from_json(bad)
+    (tmp_path / "none.json").write_text(json.dumps({"samples": [docs[0], {**docs[1], "strokes": []}]}))
+    with pytest.raises(HandsynthError, match=r"none.json sample 1: 'strokes' must be"):
+        style_from_file(tmp_path / "none.json")
 
 
 def test_dots_as_strokes_only_touches_one_point_strokes():

@@ -96,6 +96,34 @@ def test_cli_tune_then_write_with_it(tuned_file, tmp_path):
     assert len(moved) == len(list(base.model.parameters()))   # parts=all: every weight moved a little
 
 
+def test_a_tuned_file_writes_primed_with_its_first_two_sentences(tuned_file, tmp_path):
+    """The file keeps the person's first two sentences joined (as a style of two primes); without
+    a style it writes primed with them, exactly as with those sentences as the style; a style
+    given primes instead; a file without them (older) writes unprimed; a damaged one is refused."""
+    from handsynth.sampling import primed_text
+    from handsynth.styles import style_from_json
+    docs = _sample_docs(3)
+    me = handsynth.load_model(tuned_file)
+    assert me.own_primer.text == primed_text(docs[0]["text"], docs[1]["text"])
+    two = style_from_json(docs[:2])
+    np.testing.assert_array_equal(me.own_primer.offsets, two.offsets())
+    own = me.write("see you soon", seed=2).to_svg()
+    assert own == me.write("see you soon", style=two, seed=2).to_svg()
+    assert own != me.write("see you soon", style=style_from_json(docs[0]), seed=2).to_svg()
+    assert own != me.write("see you soon", style="s05", seed=2).to_svg()
+    ck = torch.load(tuned_file, weights_only=True)
+    old = {k: v for k, v in ck.items() if k != "primer"}
+    torch.save(old, tmp_path / "old.pt")
+    older = handsynth.load_model(tmp_path / "old.pt")
+    assert older.own_primer is None and older.write("see you soon", seed=2).to_svg() != own
+    for name, primer in (("nan.pt", {**ck["primer"], "offsets": ck["primer"]["offsets"] * float("nan")}),
+                         ("eos.pt", {**ck["primer"], "offsets": ck["primer"]["offsets"] + 0.5}),
+                         ("text.pt", {**ck["primer"], "text": "price: 5€"}), ("kind.pt", "the quick brown fox")):
+        torch.save({**ck, "primer": primer}, tmp_path / name)
+        with pytest.raises(HandsynthError, match="not a usable tuned model file"):
+            handsynth.load_model(tmp_path / name)
+
+
 def test_bad_tuning_input_and_damaged_files_say_so(hw, tmp_path, tuned_file):
     from handsynth.data.samples import load_samples
     one = load_samples(_samples_file(tmp_path / "one.json", n=1))
@@ -192,12 +220,23 @@ def test_a_hand_learnt_over_http_is_the_file_the_library_writes_with(tune_server
         plain = c.post("/v1/write", json=body)
         tuned = c.post("/v1/write", json={**body, "tuned": base64.b64encode(data).decode()})
         assert plain.status_code == tuned.status_code == 200, tuned.text
+        own = c.post("/v1/write", json={"text": "tuned hello", "seed": 3, "tuned": base64.b64encode(data).decode()})
+        pair = c.post("/v1/write", json={**body, "style_sample": _sample_docs(2)})   # two sentences prime, joined
+        assert own.status_code == pair.status_code == 200, (own.text, pair.text)
+        r = c.post("/v1/write", json={**body, "style_sample": _sample_docs(3)})
+        assert r.status_code == 400 and r.json()["error"].startswith("style_sample: List should have at most 2"), r.text
     (tmp_path / "me.pt").write_bytes(data)
     mine = handsynth.load_model(tmp_path / "me.pt")          # the same file through the library
     from handsynth.styles import style_from_json
     lib = mine.write("tuned hello", style=style_from_json(style), seed=3).to_png()
     px = lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("L"), np.int16)   # noqa: E731
     assert px(tuned.content).shape == px(lib).shape and np.abs(px(tuned.content) - px(lib)).max() <= 1
+    # without a style the file primes with its own first two sentences, as the library writes it
+    lib_own = px(mine.write("tuned hello", seed=3).to_png())
+    assert px(own.content).shape == lib_own.shape and np.abs(px(own.content) - lib_own).max() <= 1
+    lib_pair = px(handsynth.load_model().write("tuned hello", style=style_from_json(_sample_docs(2)), seed=3).to_png())
+    assert px(pair.content).shape == lib_pair.shape and np.abs(px(pair.content) - lib_pair).max() <= 1
+    assert px(pair.content).shape != px(plain.content).shape or np.abs(px(pair.content) - px(plain.content)).max() > 64
     a, b = px(plain.content), px(tuned.content)
     # the tuned model writes differently: hundreds of pixels change by much (the same drawing: none)
     assert a.shape != b.shape or (np.abs(a - b) > 64).mean() > 0.002
@@ -270,7 +309,8 @@ def test_bad_tuning_requests_and_bad_tuned_files_get_one_clear_line(tune_server,
 
 
 def test_a_primed_pair_is_the_line_continuing_the_primer_and_only_the_line_counts(hw):
-    from handsynth.tune import continued, primed_batch
+    from handsynth.strokes import continued
+    from handsynth.tune import primed_batch
     rng = np.random.default_rng(3)
     primer = np.c_[rng.normal(0.3, 0.2, (40, 2)), np.zeros(40)].astype(np.float32)
     line = np.c_[rng.normal(0.3, 0.2, (30, 2)), np.zeros(30)].astype(np.float32)
@@ -281,9 +321,18 @@ def test_a_primed_pair_is_the_line_continuing_the_primer_and_only_the_line_count
     np.testing.assert_array_equal(both[41:], line[1:])
     assert both[39, 2] == 1.0 and both[40, 2] == 0.0         # pen up before the jump, down after it
     ends = np.cumsum(primer[:, :2], 0)
-    start = np.cumsum(both[:, :2], 0)[40]                             # where the line's pen lands
+    pts = np.cumsum(both[:, :2], 0)
+    start = pts[40]                                                   # where the line's pen lands
     gap = 0.5 * float(np.ptp(ends[:, 1]))
-    np.testing.assert_allclose(start, [ends[:, 0].max() + gap, 0.0], atol=1e-4)
+    assert abs(start[0] - (ends[:, 0].max() + gap)) < 1e-4
+    # the joined line's baseline continues the primer's (where it starts, the slopes about 0)
+    from handsynth.strokes import baseline
+    s1, i1, _ = baseline([ends])
+    s2, i2, _ = baseline([pts[40:]])
+    assert abs((s2 * start[0] + i2) - (s1 * start[0] + i1)) < 1e-3
+    shifted = line.copy()
+    shifted[0, 1] += 3.0      # where the line's own first point lies does not move its baseline
+    np.testing.assert_allclose(continued(primer, shifted), both, atol=1e-5)
     b = primed_batch([(primer, "ab", line, "cd")], [line], ["cd"], hw)
     assert b.mask.shape[0] == 2 and float(b.mask[0, :41].sum()) == 0 and float(b.mask[0, 41:].sum()) == 29
     assert float(b.mask[1].sum()) == 30

@@ -562,14 +562,17 @@ def test_learn_my_hand(open_page, server, tmp_path, where):
     assert pg.locator("#style-custom input").is_checked()
     assert "learnt from 3 sentences" in pg.locator("#style-custom").text_content()
 
-    # writing in "My hand" sends the tuned file (and the first sentence as the primer)
+    # writing in "My hand" sends the tuned file alone: it primes with the first two sentences it keeps
     pg.locator("#text").scroll_into_view_if_needed()
     pg.fill("#text", "hello")
     pg.uncheck("#animate")
     with pg.expect_request(lambda r: r.url.endswith("/v1/write") and r.method == "POST") as sent:
         pg.click("#generate")
     body = json_.loads(sent.value.post_data)
-    assert body["tuned"] == tuned["model"] and body["style_sample"]["text"] == prompts[0]
+    assert body["tuned"] == tuned["model"] and "style_sample" not in body and tuned["primes"] is True
+    from handsynth.sampling import primed_text
+    (tmp_path / "learnt.pt").write_bytes(data)
+    assert handsynth.load_model(tmp_path / "learnt.pt").own_primer.text == primed_text(prompts[0], prompts[1])
     wait_for_result(pg)
     assert_screenshot_shows_result(pg, shots / f"{where}-learnt-hand.png", scale=pg.evaluate("devicePixelRatio"))
 

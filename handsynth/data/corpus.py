@@ -17,7 +17,7 @@ import torch
 from ..alphabet import Alphabet
 from ..checkpoint import atomic_target
 from ..errors import HandsynthError
-from ..strokes import Normalization, dots_as_strokes, normalize_line, standardize
+from ..strokes import Normalization, dots_as_strokes, normalize_line, normalize_sample, standardize
 from .iam import iter_iam, locate, source_signature
 from .samples import Sample, load_samples
 from . import unipen as _unipen
@@ -126,13 +126,15 @@ class Corpus:
                        Counter(meta["dropped"]), int(meta["raw_points"]))
 
 
-def _accept(text: str, strokes, norm: Normalization) -> tuple[np.ndarray | None, str]:
+def _accept(text: str, strokes, norm: Normalization, sample: bool = False) -> tuple[np.ndarray | None, str]:
+    """A line's offsets, or None and why not. ``sample``: a person's, normalised at the training
+    lines' density (``strokes.normalize_sample``)."""
     text = " ".join(text.split())
     if not text:
         return None, "empty transcription"
     if "#" in text:
         return None, "transcription has an unreadable-word marker (#)"
-    off = normalize_line(strokes, norm)
+    off = normalize_sample(strokes, len(text), norm) if sample else normalize_line(strokes, norm)
     if len(off) < 2:
         return None, "no usable points"
     per_char = len(off) / len(text)
@@ -202,7 +204,7 @@ def samples_corpus(samples: list[Sample], norm: Normalization = Normalization())
     """Captured samples as training lines (always in the train split)."""
     corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm)
     for i, s in enumerate(samples):
-        off, why = _accept(s.text, dots_as_strokes(s.strokes), norm)   # canvas dots drawn as pens record them
+        off, why = _accept(s.text, dots_as_strokes(s.strokes), norm, sample=True)   # canvas dots drawn as pens record them
         if off is None:
             corpus.dropped[why] += 1
             continue

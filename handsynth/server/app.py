@@ -35,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import HandsynthError, Handwriter, load_model
@@ -49,7 +49,7 @@ from ..sampling import SamplingOptions
 from ..styles import MAX_CHARS as SAMPLE_MAX_CHARS
 from ..styles import MIN_CHARS as SAMPLE_MIN_CHARS
 from ..styles import MIN_POINTS as SAMPLE_MIN_POINTS
-from ..styles import Style, builtin_styles, get_style, style_from_json
+from ..styles import PRIMER_SENTENCES, Style, builtin_styles, get_style, style_from_json
 from .tuning import MAX_SAMPLES as TUNE_MAX_SAMPLES
 from .tuning import MIN_SAMPLES as TUNE_MIN_SAMPLES
 from .tuning import MINUTES as TUNE_MINUTES
@@ -163,8 +163,15 @@ class WriteRequest(BaseModel):
     text: str = Field(..., description=f"the text; line breaks and paragraphs are kept; at most "
                                         f"{MAX_REQUEST_CHARS} characters (server setting)")
     style: str | None = Field(None, max_length=MAX_STYLE_ID, description="a built-in style id or name (GET /v1/styles)")
-    style_sample: StyleSample | None = Field(None, description="your own handwriting as the style")
+    style_sample: Annotated[list[StyleSample], Field(min_length=1, max_length=PRIMER_SENTENCES)] | None = \
+        Field(None, description=f"your own handwriting as the style: one sentence, or a list of up to "
+                                f"{PRIMER_SENTENCES} of one hand (joined, they prime as one line)")
     bias: float = Field(SamplingOptions.bias, ge=0.0, le=10.0, description="legibility: 0 wild ... 10 very neat")
+
+    @field_validator("style_sample", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, v):   # one sample is a list of one
+        return [v] if isinstance(v, dict) else v
     seed: int = Field(SamplingOptions.seed, ge=0, le=MAX_SEED, description="the same seed gives the same drawing")
     format: Literal[FORMATS] = Field("png", description="png, svg, pdf, gcode (pen plotters), inkml (ink "
                                                            "exchange), gif or webp (the writing as it appears)")
@@ -198,7 +205,8 @@ class WriteRequest(BaseModel):
                               description="which of this server's models writes (GET /v1/models); default: the first")
     tuned: str | None = Field(None, max_length=(MAX_TUNED_BYTES * 4) // 3 + 4,
                               description="a model tuned to your hand (POST /v1/tune), as base64 of its file: "
-                                          "writes in that hand (with style_sample, your sentence primes it too)")
+                                          "writes in that hand, primed with the first two sentences it learnt from "
+                                          "(style or style_sample: primed with another)")
 
 
 class TuneRequest(BaseModel):
@@ -505,6 +513,8 @@ def _validation_message(exc: RequestValidationError) -> str:
             parts.append(f"{'.'.join(loc)}: {FIELD_HINTS[loc[-1]]}")
         elif kind == "missing":
             parts.append(f"{'.'.join(loc) or 'body'}: required")
+        elif kind == "list_type" and loc == ["style_sample"]:
+            parts.append(f"style_sample: a sample object, or a list of up to {PRIMER_SENTENCES} of them")
         else:
             where = ".".join(loc) or "body"
             parts.append(f"{where}: {err.get('msg', 'invalid value')}")
@@ -707,14 +717,15 @@ def create_app(handwriter: Handwriter | None = None, max_concurrent: int = MAX_C
             raise HandsynthError("give either 'style' (a built-in style) or 'style_sample' (your own sample), not both")
         style, style_key = None, None
         if req.style_sample is not None:
-            n = _sample_points(req.style_sample)
+            n = max(_sample_points(g) for g in req.style_sample)
             if n > max_sample_points:
                 raise HandsynthError(f"the handwriting sample has {n} points; the limit is {max_sample_points} "
                                      f"(write one line, or send fewer points per stroke)")
-            doc = req.style_sample.model_dump()
-            style = style_from_json(doc)
-            base.alphabet.normalize(style.text, False)
-            style_key = hashlib.sha256(json.dumps([doc["text"], doc["strokes"], doc["y_axis"]]).encode()).hexdigest()
+            docs = [g.model_dump() for g in req.style_sample]
+            style = style_from_json(docs if len(docs) > 1 else docs[0])
+            base.alphabet.normalize(style.primer_text, False)
+            style_key = hashlib.sha256(json.dumps([[d["text"], d["strokes"], d["y_axis"]]
+                                                   for d in docs]).encode()).hexdigest()
         elif req.style is not None and req.style.strip():
             style = find_style(req.style)
             style_key = "builtin:" + style.id

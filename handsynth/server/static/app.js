@@ -390,8 +390,13 @@ function requestBody(format) {
     body.style_sample = { text: sample.text, strokes: sample.strokes, y_axis: "down" };
     const tuned = getTuned();
     // tuning and priming add up; a learnt hand is a change to the server's default model, so
-    // another model is primed with the sample alone
-    if (tuned && !body.model) body.tuned = tuned.model;
+    // another model is primed with the sample alone. A learnt hand's file keeps the first two
+    // sentences it learnt from and primes with them (twice the likeness of one sentence), so
+    // the sample is not sent with it.
+    if (tuned && !body.model) {
+      body.tuned = tuned.model;
+      if (tuned.primes) delete body.style_sample;
+    }
   }
   return body;
 }
@@ -999,7 +1004,7 @@ async function learnHand() {
     }
     if (st.state !== "done") throw new Error(st.error || `the job was ${st.state}`);
     const buffer = await (await api(st.model_url)).arrayBuffer();
-    const tuned = { model: toBase64(buffer), sentences: set.length, made: new Date().toISOString() };
+    const tuned = { model: toBase64(buffer), sentences: set.length, made: new Date().toISOString(), primes: true };
     state.sessionTuned = tuned;
     const saved = store(KEY_TUNED, tuned);
     $("learn-bar").style.width = "100%";
