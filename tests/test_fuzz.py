@@ -102,7 +102,7 @@ def make_fixtures(d: Path) -> None:
     w("list.json", "[]")
     w("text_number.json", json.dumps({**_sample(), "text": 5}))
     w("strokes_number.json", json.dumps({**_sample(), "strokes": 5}))
-    w("two.json", json.dumps({"samples": [_sample(), _sample()]}))
+    w("two.json", json.dumps({"samples": [_sample(), _sample("hi")]}))   # the second primes too: checked
     w("samples_empty.json", json.dumps({"samples": []}))
     w("y_axis.json", json.dumps({**_sample(), "y_axis": "sideways"}))
     (d / "latin1.json").write_bytes(json.dumps(_sample("caf\u00e9 au lait")).encode("utf-8").replace(b"\\u00e9", b"\xe9"))
@@ -243,7 +243,7 @@ CLI_CASES = [
         ("scaled_1e30", "coordinate"), ("zero", "do not look like"), ("negzero", "do not look like"),
         ("mixed", "same length"), ("deep", "nested too deeply"), ("deep_strokes", "nested too deeply"),
         ("huge", "MiB"), ("million", "limit of 20000"), ("empty", "not valid JSON"), ("list", "JSON object"),
-        ("text_number", "'text'"), ("strokes_number", "'strokes'"), ("two", "exactly one sample"),
+        ("text_number", "'text'"), ("strokes_number", "'strokes'"), ("two", "sample 1: the sample's text is too short"),
         ("samples_empty", "non-empty list"), ("y_axis", "y_axis"), ("latin1", "not UTF-8"), ("utf16", "not UTF-8"),
         ("missing", "no such file")]],
     ("style file /dev/zero", W + ["--style-file", "/dev/zero"], None, "MiB"),
@@ -292,7 +292,7 @@ API_CASES = [
     ("text over the limit", "hw.write('x' * 10**6)", "limit is 3000"),
     ("text lone surrogate", "hw.write('hi \\ud800')", "cannot write"),
     ("style 5", "hw.write('hi', style=5)", "style must be"),
-    ("style list", "hw.write('hi', style=['s01'])", "style must be"),
+    ("style list", "hw.write('hi', style=['s01'])", "style sample: expected a JSON object"),
     ("style float", "hw.write('hi', style=1.5)", "style must be"),
     ("style bytes", "hw.write('hi', style=b's01')", "style must be"),
     ("style unknown", "hw.write('hi', style='nope')", "unknown style"),

@@ -122,8 +122,10 @@ def test_inkml_as_style_and_for_training(hw, drawing, tmp_path):
 
     several = tmp_path / "three.inkml"
     several.write_text(drawing_inkml(drawing), encoding="utf-8")
-    with pytest.raises(HandsynthError, match="exactly one sample"):
-        style_from_file(several)
+    lines = drawing.pages[0].lines   # a file of several lines primes with the first two, joined
+    st = style_from_file(several)
+    assert st.text == lines[0].text and [m.text for m in st.more] == [lines[1].text]
+    assert st.primer_text == f"{lines[0].text} {lines[1].text}"
 
 
 # ------------------------------------------------------------------------------------ InkML import

@@ -120,6 +120,7 @@ def _run(iam, out, cache, seed) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow   # 20 s; the kill-and-resume test keeps the default run on the loop
 def test_same_seed_same_weights_other_seed_other_weights(tiny_iam, tmp_path):
     """Two fresh runs with one seed (one building its corpus cache, one reading a cache built
     before) end with the same weights, optimiser state and history; another seed does not."""

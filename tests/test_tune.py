@@ -50,7 +50,7 @@ def tuned_file(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("primed", [True, False])
+@pytest.mark.parametrize("primed", [True, pytest.param(False, marks=pytest.mark.slow)])   # the default, always
 def test_the_held_out_line_improves_and_the_change_is_what_the_file_applies(hw, tmp_path, primed):
     from handsynth.data.samples import load_samples
     samples = load_samples(_samples_file(tmp_path / "me.json"))
@@ -152,7 +152,7 @@ def test_ctrl_c_keeps_the_best_step(tmp_path):
     samples = _samples_file(tmp_path / "me.json")
     out = tmp_path / "me.pt"
     p = subprocess.Popen([sys.executable, "-m", "handsynth", "tune", "--samples", str(samples), "--out", str(out),
-                          "--steps", "5000", "--rank", "2", "--patience", "0"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          "--steps", "5000", "--rank", "2", "--patience", "0", "--no-primed"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"},
                          # a shell's background job starts with SIGINT ignored, and Python keeps that: undo it
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -192,7 +192,7 @@ def tune_server(hw):
         yield s
 
 
-def test_a_hand_learnt_over_http_is_the_file_the_library_writes_with(tune_server, tmp_path):
+def test_a_hand_learnt_over_http_is_the_file_the_library_writes_with(tune_server, hw, tmp_path):
     import base64
     import io
 
@@ -234,7 +234,7 @@ def test_a_hand_learnt_over_http_is_the_file_the_library_writes_with(tune_server
     # without a style the file primes with its own first two sentences, as the library writes it
     lib_own = px(mine.write("tuned hello", seed=3).to_png())
     assert px(own.content).shape == lib_own.shape and np.abs(px(own.content) - lib_own).max() <= 1
-    lib_pair = px(handsynth.load_model().write("tuned hello", style=style_from_json(_sample_docs(2)), seed=3).to_png())
+    lib_pair = px(hw.write("tuned hello", style=style_from_json(_sample_docs(2)), seed=3).to_png())
     assert px(pair.content).shape == lib_pair.shape and np.abs(px(pair.content) - lib_pair).max() <= 1
     assert px(pair.content).shape != px(plain.content).shape or np.abs(px(pair.content) - px(plain.content)).max() > 64
     a, b = px(plain.content), px(tuned.content)

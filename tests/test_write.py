@@ -529,6 +529,7 @@ def test_proofreading_writes_misread_lines_again(hw):
                                                                resample=True)[0].offsets)
 
 
+@pytest.mark.slow   # 17 s; test_proofreading_writes_misread_lines_again covers one round by default
 def test_proofreading_goes_round_again_for_lines_still_misread(hw, monkeypatch):
     """A second round writes again only the lines the first left misread, keeps a writing only
     when it reads better, and leaves every other line as one round wrote it."""
