@@ -187,11 +187,8 @@ def normalize_sample(strokes: Strokes, n_chars: int, norm: Normalization = Norma
     lo, mid, hi = TRAIN_STEPS_PER_CHAR
     if n_chars <= 0 or len(off) < 2 or lo <= len(off) / n_chars <= hi:
         return off
-    tried = {norm.downsample: off}
-    for d in range(1, 9):
-        if d not in tried:
-            tried[d] = normalize_line(strokes, replace(norm, downsample=d))
-    return min(tried.values(), key=lambda o: abs(np.log(max(len(o), 1) / n_chars / mid)))
+    every = int(np.clip(round(norm.downsample * len(off) / n_chars / mid), 1, 8))   # steps go as 1 / n
+    return off if every == norm.downsample else normalize_line(strokes, replace(norm, downsample=every))
 
 
 def standardize(off: np.ndarray, mean, std) -> np.ndarray:

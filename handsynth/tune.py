@@ -223,15 +223,11 @@ def tune_lines(hw, offsets: list, texts: list, config: TuneConfig = TuneConfig()
 
 
 def own_primer(offsets: list, texts: list) -> tuple:
-    """A tuned hand's own primer, kept in its file: the person's first ``styles.PRIMER_SENTENCES``
-    sentences joined as one line, as a style of several sentences primes (``styles.Style``)."""
-    from .sampling import primed_text
-    from .styles import PRIMER_SENTENCES
+    """A tuned hand's own primer, kept in its file: (text, offsets) of the person's first
+    sentences joined as a style of several sentences primes (``styles.join_sentences``)."""
+    from .styles import join_sentences, join_texts
 
-    off, text = offsets[0], texts[0]
-    for o, t in zip(offsets[1:PRIMER_SENTENCES], texts[1:PRIMER_SENTENCES]):
-        off, text = continued(off, o), primed_text(text, t)
-    return text, np.asarray(off, np.float32)
+    return join_texts(texts), np.asarray(join_sentences(offsets), np.float32)
 
 
 def primed_batch(pairs: list, lines: list, texts: list, hw):

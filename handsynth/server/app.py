@@ -167,11 +167,6 @@ class WriteRequest(BaseModel):
         Field(None, description=f"your own handwriting as the style: one sentence, or a list of up to "
                                 f"{PRIMER_SENTENCES} of one hand (joined, they prime as one line)")
     bias: float = Field(SamplingOptions.bias, ge=0.0, le=10.0, description="legibility: 0 wild ... 10 very neat")
-
-    @field_validator("style_sample", mode="before")
-    @classmethod
-    def _one_or_a_list(cls, v):   # one sample is a list of one
-        return [v] if isinstance(v, dict) else v
     seed: int = Field(SamplingOptions.seed, ge=0, le=MAX_SEED, description="the same seed gives the same drawing")
     format: Literal[FORMATS] = Field("png", description="png, svg, pdf, gcode (pen plotters), inkml (ink "
                                                            "exchange), gif or webp (the writing as it appears)")
@@ -207,6 +202,11 @@ class WriteRequest(BaseModel):
                               description="a model tuned to your hand (POST /v1/tune), as base64 of its file: "
                                           "writes in that hand, primed with the first two sentences it learnt from "
                                           "(style or style_sample: primed with another)")
+
+    @field_validator("style_sample", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, v):   # one sample is a list of one
+        return [v] if isinstance(v, dict) else v
 
 
 class TuneRequest(BaseModel):

@@ -42,20 +42,31 @@ class Style:
 
     def offsets(self) -> np.ndarray:
         """The primer's offsets: each sentence normalised, the later ones joined after the first."""
-        out = self.own_offsets()
-        for s in self.more:
-            out = continued(out, s.own_offsets())
-        return out
+        return join_sentences([s.own_offsets() for s in (self, *self.more)])
 
     @property
     def primer_text(self) -> str:
         """The text the primer was written as: the sentences' texts joined as a primed line's."""
-        from ..sampling import primed_text
+        return join_texts([s.text for s in (self, *self.more)])
 
-        out = self.text
-        for s in self.more:
-            out = primed_text(out, s.text)
-        return out
+
+def join_sentences(offsets: list) -> np.ndarray:
+    """The first ``PRIMER_SENTENCES`` sentences' offsets of one hand as one primer line
+    (``strokes.continued``): a style's, and a tuned file's own (``tune``)."""
+    out = offsets[0]
+    for o in offsets[1:PRIMER_SENTENCES]:
+        out = continued(out, o)
+    return out
+
+
+def join_texts(texts: list) -> str:
+    """The text ``join_sentences``'s line says (``sampling.primed_text``)."""
+    from ..sampling import primed_text
+
+    out = texts[0]
+    for t in texts[1:PRIMER_SENTENCES]:
+        out = primed_text(out, t)
+    return out
 
 
 @lru_cache(maxsize=1)
