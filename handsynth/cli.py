@@ -134,12 +134,13 @@ def _train(a) -> None:
           max_minutes=a.max_minutes, batch_size=a.batch_size, lr=a.lr, seed=a.seed, eval_every=a.eval_every,
           attention_warmup=a.attention_warmup, attention_floor=a.attention_floor, schedule_steps=a.schedule_steps, bf16=False if a.no_bf16 else None,
           cache_dir=a.cache_dir, progress=not a.quiet, arch=a.arch, unipen=a.unipen, unipen_share=a.unipen_share,
-          init=a.init, lr_warmup=a.lr_warmup)
+          init=a.init, lr_warmup=a.lr_warmup, unipen_characters=a.unipen_characters)
 
 
 def _corpus(a) -> None:
     from .data.corpus import load_corpus, statistics
-    stats = statistics(load_corpus(a.iam, a.samples, cache_dir=a.cache_dir, progress=not a.quiet, unipen=a.unipen))
+    stats = statistics(load_corpus(a.iam, a.samples, cache_dir=a.cache_dir, progress=not a.quiet, unipen=a.unipen,
+                                   unipen_characters=a.unipen_characters))
     if a.json:
         print(json.dumps(stats, indent=1))
         return
@@ -235,6 +236,14 @@ def _run_args(p: argparse.ArgumentParser, tc, what: str) -> None:
     p.add_argument("--eval-every", type=int, default=tc.eval_every, help=f"steps between {what} and checkpoint")
     p.add_argument("--cache-dir", help="where the processed corpus is cached (default ~/.cache/handsynth)")
     p.add_argument("-q", "--quiet", action="store_true")
+
+
+def _characters_arg(p) -> None:
+    """``--unipen-characters``: UNIPEN's isolated digits and/or capitals as lines (``unipen.character_lines``)."""
+    from .data.unipen import CHARACTER_LINES
+    p.add_argument("--unipen-characters", type=lambda v: tuple(c for c in v.split(",") if c), default=(),
+                   metavar="1a,1b", help="also UNIPEN's isolated characters, set side by side into lines: "
+                   "1a digits, 1b capitals, comma-separated (default: none; words and free text only)")
 
 
 def _share_arg(p: argparse.ArgumentParser, tc) -> None:
@@ -410,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--iam", help="folder with lineStrokes-all.tar.gz and ascii-all.tar.gz (or unpacked)")
     t.add_argument("--unipen", help="unipen-train_r01_v07.tar.xz or its unpacked folder (mixed with --iam)")
     _share_arg(t, TC)
+    _characters_arg(t)
     t.add_argument("--samples", action="append", default=[], help="a JSON sample file or folder (repeatable)")
     t.add_argument("--init", help="warm-start from a model (a shipped name such as lstm, or a file); "
                                   "its network size is kept and its alphabet grows to the data's")
@@ -431,6 +441,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("corpus", help="statistics of the training corpus")
     c.add_argument("--iam", help="folder with the IAM-OnDB archives")
     c.add_argument("--unipen", help="unipen-train_r01_v07.tar.xz or its unpacked folder")
+    _characters_arg(c)
     c.add_argument("--samples", action="append", default=[])
     c.add_argument("--cache-dir")
     c.add_argument("--json", action="store_true")

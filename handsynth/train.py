@@ -139,10 +139,11 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
           attention_floor=TrainConfig.attention_floor,
           schedule_steps=None, bf16=TrainConfig.bf16, cache_dir=None, progress=True,
           arch=checkpoint.DEFAULT_ARCH, unipen=None, unipen_share=TrainConfig.unipen_share, init=None,
-          lr_warmup=TrainConfig.lr_warmup) -> list[dict]:
+          lr_warmup=TrainConfig.lr_warmup, unipen_characters=()) -> list[dict]:
     """The ``handsynth train`` command as a function: writes ``out/checkpoint.pt`` (resumable),
     ``out/model.pt`` (float16, the latest) and ``history.json``; returns the history. ``init``:
-    warm-start from a model (a shipped name or a file) instead of random weights. The same
+    warm-start from a model (a shipped name or a file) instead of random weights.
+    ``unipen_characters``: UNIPEN's isolated digits ("1a") and/or capitals ("1b") as lines too. The same
     ``seed`` gives the same weights on a machine: the seed sets the initial weights (before the
     network is built), the data order (``loop.Loop.epoch_batches``) and the loop's random state,
     and the thread count is the machine's cores, never its load (``hardware.configure_threads``;
@@ -162,7 +163,8 @@ def train(iam=None, samples=(), out="runs/train", config="full", resume=False, m
         import torch.distributed as dist
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        corpus = load_corpus(iam, samples, Normalization(), cache_dir, progress=progress, unipen=unipen)
+        corpus = load_corpus(iam, samples, Normalization(), cache_dir, progress=progress, unipen=unipen,
+                             unipen_characters=unipen_characters)
         total = schedule_steps or max_steps or TrainConfig.max_steps
         tc = TrainConfig(batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every, max_steps=total,
                          attention_warmup=attention_warmup, attention_floor=attention_floor, bf16=bf16, unipen_share=unipen_share, lr_warmup=lr_warmup)

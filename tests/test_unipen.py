@@ -168,3 +168,42 @@ def test_recogniser_trains_on_the_mix(tiny_iam, tmp_path, monkeypatch):
     assert "unipen:tst/w1" in ck["train_forms"]
     assert any(not f.startswith("unipen:") for f in ck["train_forms"])
     assert (out / "recognizer.pt").exists()
+
+
+def test_isolated_characters_are_set_side_by_side_on_one_baseline():
+    """Digits written one to a box (scattered, in two sizes) -> lines of groups: each character
+    scaled to the ink's median height, standing on one baseline, left to right in component order;
+    a writer change starts a new line and a short leftover is left out."""
+    from handsynth.data import unipen
+    digits = [_word(str(i % 10), 40 * (i % 3), -20 * i, comps=f"{i}-{i}", level="CHARACTER")
+              for i in range(30)]
+    for i, d in enumerate(digits):
+        d.categories = ("1a",)
+        d.strokes = [d.strokes[0] * np.float32(2.0 if i % 2 else 1.0)]   # every other box twice as tall
+    digits.append(_word("7", 0, 0, comps="30-30", level="CHARACTER", writer="c/other"))
+    digits[-1].categories = ("1a",)
+    out, _ = unipen.line_samples(digits, seed=0)
+    lines = [o for o in out if o.writer == "c/w"]
+    assert lines and all(o.writer != "c/other" for o in out)        # one character alone: left out
+    assert "".join(o.text.replace(" ", "") for o in lines) == "".join(str(i % 10) for i in range(30))
+    for o in lines:
+        assert unipen.CHARACTER_LINE_MIN <= len(o.text) and not o.natural
+        assert all(1 <= len(g) <= 5 for g in o.text.split(" "))
+        lows = [s[:, 1].min() for s in o.strokes]
+        highs = [s[:, 1].max() for s in o.strokes]
+        np.testing.assert_allclose(lows, 0, atol=1e-5)                 # one baseline
+        np.testing.assert_allclose(highs, highs[0], rtol=1e-5)         # one height
+        xs = [(s[:, 0].min(), s[:, 0].max()) for s in o.strokes]
+        assert all(b[0] > a[1] for a, b in zip(xs, xs[1:]))            # left to right, never overlapping
+
+
+def test_unipen_characters_join_the_corpus_and_bad_ones_are_refused(tree, tmp_path, monkeypatch):
+    from handsynth.data.corpus import load_corpus
+    from handsynth.errors import HandsynthError
+    monkeypatch.setattr("handsynth.data.corpus.MIN_STEPS_PER_CHAR", 0.1)
+    monkeypatch.setattr("handsynth.data.unipen.CHARACTER_LINE_MIN", 1)   # the tree has one isolated "X"
+    plain = load_corpus(unipen=tree, cache_dir=tmp_path, progress=False)
+    more = load_corpus(unipen=tree, cache_dir=tmp_path, progress=False, unipen_characters=("1b",))
+    assert "X" not in plain.texts and "X" in more.texts and len(more.texts) == len(plain.texts) + 1
+    with pytest.raises(HandsynthError, match="unknown UNIPEN character category '1d'"):
+        load_corpus(unipen=tree, cache_dir=tmp_path, progress=False, unipen_characters=("1d",))

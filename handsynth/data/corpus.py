@@ -240,8 +240,12 @@ def _cached(cache_dir: Path, name: str, key_parts: list, build) -> Corpus:
 
 def load_corpus(iam: str | os.PathLike | None = None, samples: list | tuple = (),
                 norm: Normalization = Normalization(), cache_dir: Path | None = None,
-                progress: bool = True, unipen: str | os.PathLike | None = None) -> Corpus:
-    """IAM-OnDB and/or UNIPEN (each cached as .npz keyed by source and settings) plus any sample files."""
+                progress: bool = True, unipen: str | os.PathLike | None = None,
+                unipen_characters: tuple = ()) -> Corpus:
+    """IAM-OnDB and/or UNIPEN (each cached as .npz keyed by source and settings) plus any sample
+    files. ``unipen_characters``: isolated-character categories (``unipen.CHARACTER_LINES``, e.g.
+    ("1a",) for digits) set side by side into lines (``unipen.character_lines``) beside the words
+    and free text."""
     if iam is None and not samples and unipen is None:
         raise HandsynthError("no training data: pass --iam PATH, --unipen PATH and/or --samples PATH")
     corpus = Corpus([], [], [], [], np.zeros(0, np.int64), norm)
@@ -252,9 +256,14 @@ def load_corpus(iam: str | os.PathLike | None = None, samples: list | tuple = ()
                               lambda: build_iam(iam, norm, progress)))
     if unipen is not None:
         _unipen.locate(unipen)
-        corpus.extend(_cached(cache_dir, "unipen", [CACHE_VERSION, _unipen.READER_VERSION,
-                                                    _unipen.source_signature(unipen), dataclasses.asdict(norm)],
-                              lambda: build_unipen(unipen, norm)))
+        extra = tuple(sorted(set(unipen_characters)))
+        bad = [c for c in extra if c not in _unipen.CHARACTER_LINES]
+        if bad:
+            raise HandsynthError(f"unknown UNIPEN character category {bad[0]!r}: use "
+                                 + " or ".join(_unipen.CHARACTER_LINES))
+        key = [CACHE_VERSION, _unipen.READER_VERSION, _unipen.source_signature(unipen), dataclasses.asdict(norm)]
+        corpus.extend(_cached(cache_dir, "unipen", key + ([list(extra)] if extra else []),
+                              lambda: build_unipen(unipen, norm, WORDS + TEXT + extra)))
     for path in samples:
         corpus.extend(samples_corpus(load_samples(path), norm))
     return corpus

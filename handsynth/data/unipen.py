@@ -34,6 +34,7 @@ MAX_INK_BYTES = 64 << 20     # ink files (the largest is ~4 MB)
 MAX_INCLUDE_DEPTH = 4
 WORDS, TEXT = ("6", "7"), ("8",)
 CHARACTERS = ("1a", "1b", "1c", "1d")
+CHARACTER_LINES = ("1a", "1b")   # digits, capitals: these stand on the baseline, so character_lines can line them up
 DEFAULT_CATEGORIES = CHARACTERS + WORDS + TEXT  # 2 repeats 1a-1d; 3 is characters cut from words
 ESCAPE_RE = re.compile(r"\\(.)")
 SEGMENT_RE = re.compile(r'^\.SEGMENT\s+(\S+)\s+(\S+)\s+(\S+)\s+"(.*)"\s*$')
@@ -394,6 +395,11 @@ MARKER_RE = re.compile(r"\w@(\w|\s|$)")  # kai and others mark letters in words 
 STITCH_CHARS = (24, 56)       # a stitched line's length in characters is drawn from this range
 WORD_GAP = 1.3                # a stitched gap in body heights where the ink shows too few of its own
 GAP_RANGE = (1.0, 2.0)        # a writer's own median gap, kept within this range (lists written close)
+CHARACTER_LINE = (8, 24)      # a line of isolated characters: its length in characters (spaces too)
+CHARACTER_LINE_MIN = 3        # shorter leftovers (an ink's last one or two characters) are left out
+CHARACTER_GROUP = (1, 6)      # characters between two spaces ("0143 27"): drawn from 1 to 5
+CHARACTER_GAP = 0.3           # gap between two characters of a group, in character heights
+CHARACTER_SPACE = 0.9         # gap at a space, in character heights
 
 
 def _first_component(spec: str) -> int:
@@ -438,7 +444,8 @@ def line_samples(segments: list, seed: int = 0, drop_bad: bool = True) -> tuple[
         by_ink[s.ink].append(s)
     out: list[LineSample] = []
     for ink in sorted(by_ink):
-        segs = by_ink[ink]
+        segs = [s for s in by_ink[ink] if not (s.level == "CHARACTER" and s.isolated_character)]
+        out += character_lines([s for s in by_ink[ink] if s.level == "CHARACTER" and s.isolated_character], rng)
         words = sorted((s for s in segs if s.level == "WORD" and " " not in s.text.strip()),
                        key=lambda s: _first_component(s.components))
         worded = set()
@@ -493,6 +500,37 @@ def line_samples(segments: list, seed: int = 0, drop_bad: bool = True) -> tuple[
             out.append(LineSample(" ".join(words[j].text.strip() for j in chunk), strokes, words[chunk[0]].writer,
                                   ink, len(chunk), len(chunk) == 1))
     return thin(out), dropped
+
+
+def character_lines(chars: list, rng) -> list[LineSample]:
+    """One ink file's isolated characters (1a-1d, written one to a box) set side by side in their
+    component order as lines of ``CHARACTER_LINE`` characters: groups of 1-5 ("0143 27 58"), each
+    character scaled to the ink's median character height and standing on one baseline (its lowest
+    point: digits and capitals have no descenders), ``CHARACTER_GAP`` heights apart within a group
+    and ``CHARACTER_SPACE`` at a space. Characters of another writer start a new line; a line
+    of fewer than ``CHARACTER_LINE_MIN`` characters is left out."""
+    chars = sorted((c for c in chars if len(c.text.strip()) == 1 and c.strokes),
+                   key=lambda c: _first_component(c.components))
+    if not chars:
+        return []
+    boxes = [(np.concatenate(c.strokes).min(0), np.concatenate(c.strokes).max(0)) for c in chars]
+    h = float(np.median([max(hi[1] - lo[1], 1e-6) for lo, hi in boxes]))
+    out, i = [], 0
+    while i < len(chars):
+        target, text, strokes, x = int(rng.integers(*CHARACTER_LINE)), "", [], 0.0
+        group, left = 0, int(rng.integers(*CHARACTER_GROUP))
+        start = i
+        while i < len(chars) and len(text) < target and chars[i].writer == chars[start].writer:
+            if left == 0:
+                text, x, left = text + " ", x + (CHARACTER_SPACE - CHARACTER_GAP) * h, int(rng.integers(*CHARACTER_GROUP))
+            (lo, hi), c = boxes[i], chars[i]
+            k = h / max(hi[1] - lo[1], 1e-6)
+            strokes += [((st - lo) * k + np.array([x, 0.0])).astype(np.float32) for st in c.strokes]
+            x += (hi[0] - lo[0]) * k + CHARACTER_GAP * h
+            text, left, i = text + c.text.strip(), left - 1, i + 1
+        if len(text) >= CHARACTER_LINE_MIN:
+            out.append(LineSample(text, strokes, chars[start].writer, chars[start].ink, 0, False))
+    return out
 
 
 POINTS_PER_CHAR = 21.8   # IAM-OnDB's raw points per character (its lines' points over their characters)
