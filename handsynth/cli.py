@@ -31,8 +31,8 @@ def _write(a) -> None:
         if len(data) > limit:
             raise HandsynthError(f"standard input holds more than the limit of {MAX_WRITE_CHARS} characters")
         text = validate.decode_text(data, "standard input")
-    else:
-        text = validate.utf8_text(a.text, "the text")
+    else:   # a shell passes "\n" as two characters: in the argument they start a new line
+        text = validate.utf8_text(a.text, "the text").replace("\\n", "\n")
     validate.output_file(a.output)   # fail on a bad output before spending time on sampling
     fmt = format_of(a.output)
     output = _output(a, fmt)
@@ -295,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("write", help="write text as handwriting to a PNG, SVG or PDF file")
-    w.add_argument("text", help="the text to write; - reads standard input")
+    w.add_argument("text", help="the text to write (\\n in it starts a new line); - reads standard input")
     w.add_argument("-o", "--output", required=True,
                    help="output file: .png, .svg, .pdf, .gcode (pen plotters), .inkml (ink exchange), "
                         ".gif or .webp (the writing as it appears)")

@@ -233,6 +233,18 @@ def test_cli_write_png_and_stdin(tmp_path):
     assert ET.parse(tmp_path / "in.svg").getroot().tag.endswith("svg")
 
 
+def test_cli_backslash_n_in_the_argument_starts_a_new_line(tmp_path):
+    # a shell passes "\n" as two characters: the argument's "\n" writes what a real newline writes
+    r = run_cli("write", "Hi,\\nyou", "-o", str(tmp_path / "arg.png"), "--seed", "2", "--width", "500")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("write", "-", "-o", str(tmp_path / "stdin.png"), "--seed", "2", "--width", "500", stdin="Hi,\nyou")
+    assert r.returncode == 0, r.stderr
+    arg, real = (np.asarray(Image.open(tmp_path / f).convert("L")) for f in ("arg.png", "stdin.png"))
+    assert arg.shape == real.shape and np.array_equal(arg, real)
+    rows = np.flatnonzero((arg < 128).any(axis=1))
+    assert np.diff(rows).max() > 5   # two lines of ink with blank rows between
+
+
 def test_cli_style_file(tmp_path):
     from handsynth.data.samples import save_samples, Sample
     style = handsynth.available_styles()[3]
