@@ -242,8 +242,8 @@ def _characters_arg(p) -> None:
     """``--unipen-characters``: UNIPEN's isolated digits and/or capitals as lines (``unipen.character_lines``)."""
     from .data.unipen import CHARACTER_LINES
     p.add_argument("--unipen-characters", type=lambda v: tuple(c for c in v.split(",") if c), default=(),
-                   metavar="1a,1b", help="also UNIPEN's isolated characters, set side by side into lines: "
-                   "1a digits, 1b capitals, comma-separated (default: none; words and free text only)")
+                   metavar=",".join(CHARACTER_LINES), help="also UNIPEN's isolated characters, set side by side "
+                   "into lines: 1a digits, 1b capitals, comma-separated (default: none; words and free text only)")
 
 
 def _share_arg(p: argparse.ArgumentParser, tc) -> None:

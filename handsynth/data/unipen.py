@@ -444,8 +444,9 @@ def line_samples(segments: list, seed: int = 0, drop_bad: bool = True) -> tuple[
         by_ink[s.ink].append(s)
     out: list[LineSample] = []
     for ink in sorted(by_ink):
-        segs = [s for s in by_ink[ink] if not (s.level == "CHARACTER" and s.isolated_character)]
-        out += character_lines([s for s in by_ink[ink] if s.level == "CHARACTER" and s.isolated_character], rng)
+        boxed = [s.level == "CHARACTER" and s.isolated_character for s in by_ink[ink]]
+        segs = [s for s, b in zip(by_ink[ink], boxed) if not b]
+        out += character_lines([s for s, b in zip(by_ink[ink], boxed) if b], rng)
         words = sorted((s for s in segs if s.level == "WORD" and " " not in s.text.strip()),
                        key=lambda s: _first_component(s.components))
         worded = set()
@@ -503,7 +504,7 @@ def line_samples(segments: list, seed: int = 0, drop_bad: bool = True) -> tuple[
 
 
 def character_lines(chars: list, rng) -> list[LineSample]:
-    """One ink file's isolated characters (1a-1d, written one to a box) set side by side in their
+    """One ink file's isolated characters (``CHARACTER_LINES``, written one to a box) set side by side in their
     component order as lines of ``CHARACTER_LINE`` characters: groups of 1-5 ("0143 27 58"), each
     character scaled to the ink's median character height and standing on one baseline (its lowest
     point: digits and capitals have no descenders), ``CHARACTER_GAP`` heights apart within a group
@@ -513,12 +514,13 @@ def character_lines(chars: list, rng) -> list[LineSample]:
                    key=lambda c: _first_component(c.components))
     if not chars:
         return []
-    boxes = [(np.concatenate(c.strokes).min(0), np.concatenate(c.strokes).max(0)) for c in chars]
+    points = [np.concatenate(c.strokes) for c in chars]
+    boxes = [(p.min(0), p.max(0)) for p in points]
     h = float(np.median([max(hi[1] - lo[1], 1e-6) for lo, hi in boxes]))
     out, i = [], 0
     while i < len(chars):
         target, text, strokes, x = int(rng.integers(*CHARACTER_LINE)), "", [], 0.0
-        group, left = 0, int(rng.integers(*CHARACTER_GROUP))
+        left = int(rng.integers(*CHARACTER_GROUP))
         start = i
         while i < len(chars) and len(text) < target and chars[i].writer == chars[start].writer:
             if left == 0:
